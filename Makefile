@@ -1,0 +1,65 @@
+# Entry points for people and CI alike (.ci/run calls `make setup` and `make test`).
+#
+#   make setup       controller toolchain in .venv (pinned: requirements/)
+#   make lint        ruff, yamllint, ansible-lint (production profile)
+#   make unit        pytest: the embeddings service, the native jina model, the Qdrant stand-in
+#   make molecule    every molecule scenario on a local systemd test host (SCENARIO=name for one)
+#   make test        lint + unit + molecule
+#   make image       build (or reuse) the Debian 12 systemd test-host image
+
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+
+VENV := .venv
+BIN := $(VENV)/bin
+PYTHON ?= python3
+SCENARIO ?=
+
+export CONTAINERS_CONF := $(CURDIR)/tests/host-image/containers.conf
+export HF_HUB_OFFLINE := 1
+
+# $(call timed,NAME,COMMAND): run COMMAND, then print how long it took and its exit status.
+timed = @start=$$(date +%s); $(2); rc=$$?; echo "== $(1): $$(( $$(date +%s) - start ))s (exit $$rc)"; exit $$rc
+
+.PHONY: help setup lint unit molecule test image clean
+
+help:
+	@sed -n 's/^#   //p' $(firstword $(MAKEFILE_LIST))
+
+setup: $(VENV)/.installed
+
+$(VENV)/.installed: requirements/dev.txt requirements/service.txt requirements/constraints.txt service/pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -c requirements/constraints.txt -r requirements/dev.txt
+	$(BIN)/pip install --quiet --no-deps --editable ./service
+	touch $@
+
+lint: setup
+	$(call timed,lint,\
+	  $(BIN)/ruff check . && \
+	  $(BIN)/ruff format --check . && \
+	  $(BIN)/yamllint --strict . && \
+	  PATH=$(CURDIR)/$(BIN):$$PATH $(BIN)/ansible-lint --profile production)
+
+# pytest exits 5 when it collects nothing: for us that means the suite went missing, a failure.
+unit: setup
+	$(call timed,unit,\
+	  $(BIN)/pytest; rc=$$?; \
+	  if [ $$rc -eq 5 ]; then echo "pytest collected no tests: the unit suite is missing" >&2; fi; \
+	  exit $$rc)
+
+image:
+	$(call timed,image,tests/host-image/build-image.sh >/dev/null)
+
+molecule: setup image
+	$(call timed,molecule,\
+	  export MOLECULE_TEST_IMAGE=$$(tests/host-image/build-image.sh --name) && \
+	  export PATH=$(CURDIR)/$(BIN):$$PATH && \
+	  if [ -n "$(SCENARIO)" ]; then molecule test -s $(SCENARIO); \
+	  else molecule test --all; fi)
+
+test: lint unit molecule
+
+clean:
+	rm -rf build .pytest_cache .ruff_cache

@@ -1,0 +1,43 @@
+"""The contract between the serving engine and a loaded embedding model."""
+
+from __future__ import annotations
+
+from typing import Protocol, runtime_checkable
+
+import numpy as np
+import torch
+
+
+@runtime_checkable
+class Embedder(Protocol):
+    """A loaded model that turns token ids into unit-length vectors.
+
+    The engine calls `tokenize` and `prepare` from worker threads (tokenizers are thread-safe)
+    and `embed` only from its single inference thread, inside `torch.inference_mode()`.
+    """
+
+    model_id: str  # default id to serve the model under (e.g. "jinaai/jina-embeddings-v2-base-code")
+    dimension: int  # length of the output vectors
+    max_input_tokens: int  # longest prepared input, special tokens included
+    vocab_size: int  # token ids must be in [0, vocab_size)
+    device: torch.device
+    dtype: torch.dtype
+    architecture: str  # short name shown by /info, e.g. "bert" or "jina-bert-v2"
+    parameter_count: int  # number of model parameters (check-model prints it)
+
+    def tokenize(self, texts: list[str]) -> list[list[int]]:
+        """Token ids of each text WITHOUT special tokens and WITHOUT truncation."""
+        ...
+
+    def prepare(self, ids: list[int]) -> list[int]:
+        """Add the model's special tokens around `ids`, truncating the content so the result
+        has at most `max_input_tokens` ids. Its length is the input's token count in `usage`."""
+        ...
+
+    def embed(self, batch: list[list[int]]) -> np.ndarray:
+        """Embed prepared inputs (any lengths; the embedder pads and masks internally).
+
+        Returns float32 [len(batch), dimension], each row L2-normalised. No tensor survives the
+        call. An input embedded alone and inside a batch must agree (cosine >= 0.9999).
+        """
+        ...
