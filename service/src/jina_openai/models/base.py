@@ -16,7 +16,7 @@ class Embedder(Protocol):
     and `embed` only from its single inference thread, inside `torch.inference_mode()`.
     """
 
-    model_id: str  # default id to serve the model under (e.g. "jinaai/jina-embeddings-v2-base-code")
+    model_id: str  # default id to serve under, e.g. "jinaai/jina-embeddings-v2-base-code"
     dimension: int  # length of the output vectors
     max_input_tokens: int  # longest prepared input, special tokens included
     vocab_size: int  # token ids must be in [0, vocab_size)
