@@ -1,0 +1,421 @@
+"""roles/qdrant on the converged test host (molecule default scenario).
+
+The scenario installs the Qdrant stand-in through the offline variables
+(qdrant_archive_src + qdrant_archive_sha256) and sets an API key and a
+read-only key. Commands reach the host through Ansible (slow per call), so the
+host's state is collected once by a small python3 script and the tests assert
+on that. Tests run in file order: the last ones write data, restart, re-converge
+the host with the qdrant role (data must survive, nothing may change), run it in
+check mode (nothing may change), and offer a tarball whose checksum does not match.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shlex
+import subprocess
+from pathlib import Path
+
+import pytest
+import yaml
+
+PROJECT = Path(os.environ.get("MOLECULE_PROJECT_DIRECTORY", Path(__file__).resolve().parents[3]))
+ROLE_VARS = yaml.safe_load((PROJECT / "roles/qdrant/vars/main.yml").read_text())
+BASE_URL = "http://127.0.0.1:6333"
+COLLECTION = "molecule_qdrant_role"
+PATHS = [
+    "/etc/qdrant",
+    "/etc/qdrant/config.yaml",
+    "/etc/qdrant/qdrant.env",
+    "/var/lib/qdrant",
+    "/var/lib/qdrant/storage",
+    "/var/lib/qdrant/snapshots",
+    "/etc/systemd/system/qdrant.service",
+    "/usr/local/bin/qdrant",
+]
+
+# Runs on the host (python3 is there; curl may not be): everything the file,
+# unit and process tests look at, in one round trip.
+_COLLECT = r"""
+import grp, json, os, pwd, re, subprocess, sys
+def run(*cmd):
+    p = subprocess.run(cmd, capture_output=True, text=True)
+    return {"rc": p.returncode, "out": p.stdout.strip(), "err": p.stderr.strip()}
+paths = json.loads(sys.argv[1])
+stat = {}
+for path in paths:
+    try:
+        st = os.lstat(path)
+    except FileNotFoundError:
+        continue
+    stat[path] = {
+        "user": pwd.getpwuid(st.st_uid).pw_name,
+        "group": grp.getgrgid(st.st_gid).gr_name,
+        "mode": st.st_mode & 0o7777,
+        "link": os.readlink(path) if os.path.islink(path) else None,
+    }
+shown = run("systemctl", "show", "--all", "qdrant.service")["out"].splitlines()
+show = dict(line.split("=", 1) for line in shown)
+security = run("systemd-analyze", "security", "--no-pager", "qdrant.service")["out"]
+meminfo = open("/proc/meminfo").read()
+pw = pwd.getpwnam("qdrant")
+print(json.dumps({
+    "stat": stat,
+    "show": show,
+    "user": {"uid": pw.pw_uid, "shell": pw.pw_shell, "group": grp.getgrgid(pw.pw_gid).gr_name},
+    "memtotal_kb": int(re.search(r"MemTotal:\s+(\d+)", meminfo).group(1)),
+    "version": run("/usr/local/bin/qdrant", "--version")["out"],
+    "config": open("/etc/qdrant/config.yaml").read(),
+    "env": open("/etc/qdrant/qdrant.env").read(),
+    "enabled": run("systemctl", "is-enabled", "qdrant.service")["out"],
+    "active": run("systemctl", "is-active", "qdrant.service")["out"],
+    "main_user": run("ps", "-o", "user=", "-p", show.get("MainPID", "0"))["out"],
+    "listen": run("ss", "-Hltn")["out"].splitlines(),
+    "verify": run("systemd-analyze", "verify", "--man=no", "/etc/systemd/system/qdrant.service"),
+    "security": security.splitlines()[-1:],
+}))
+"""
+
+# Runs on the host: a list of HTTP requests, answered with [status, body] each.
+_HTTP = r"""
+import json, sys, time, urllib.error, urllib.request
+base, requests = sys.argv[1], json.loads(sys.argv[2])
+answers = []
+for method, path, key, body in requests:
+    if method == "WAIT":
+        for _ in range(120):
+            try:
+                urllib.request.urlopen(base + "/readyz", timeout=2)
+                break
+            except Exception:
+                time.sleep(0.5)
+        answers.append([0, None])
+        continue
+    req = urllib.request.Request(base + path, method=method,
+                                 data=json.dumps(body).encode() if body is not None else None)
+    req.add_header("content-type", "application/json")
+    if key:
+        req.add_header("api-key", key)
+    try:
+        with urllib.request.urlopen(req, timeout=10) as resp:
+            status, raw = resp.status, resp.read()
+    except urllib.error.HTTPError as err:
+        status, raw = err.code, err.read()
+    try:
+        answers.append([status, json.loads(raw)])
+    except ValueError:
+        answers.append([status, raw.decode("utf-8", "replace")])
+print(json.dumps(answers))
+"""
+
+
+def on_host(host, script: str, *args: str) -> object:
+    cmd = "python3 -c " + " ".join(shlex.quote(a) for a in (script, *args))
+    return json.loads(host.check_output(cmd))
+
+
+def http(host, *requests: tuple) -> list:
+    """requests: (method, path, api_key, json_body) tuples, or ("WAIT",) for /readyz."""
+    normalized = [list(r) + [""] * (4 - len(r)) if len(r) < 4 else list(r) for r in requests]
+    for r in normalized:
+        r[3] = r[3] if r[3] != "" else None
+    return on_host(host, _HTTP, BASE_URL, json.dumps(normalized))
+
+
+def count_request(key: str) -> tuple:
+    return ("POST", f"/collections/{COLLECTION}/points/count", key, {"exact": True})
+
+
+def run_playbook(*args: str) -> subprocess.CompletedProcess:
+    """ansible-playbook on the scenario's host, with molecule's config and inventory."""
+    inventory = Path(os.environ["MOLECULE_INVENTORY_FILE"]).parent
+    return subprocess.run(
+        ["ansible-playbook", "-i", str(inventory), str(PROJECT / "playbooks/site.yml"), *args],
+        capture_output=True,
+        text=True,
+        check=False,
+        env={**os.environ, "ANSIBLE_FORCE_COLOR": "0", "ANSIBLE_NOCOLOR": "1"},
+    )
+
+
+def recap_changed(output: str) -> int:
+    recap = output.split("PLAY RECAP", 1)[-1]
+    counts = re.findall(r"\bok=(\d+)\s+changed=(\d+)", recap)
+    assert counts, f"no host ran: {output[-2000:]}"
+    assert all(int(ok) > 0 for ok, _ in counts), f"no task ran: {recap}"
+    return sum(int(changed) for _, changed in counts)
+
+
+@pytest.fixture(scope="module")
+def hostvars(host):
+    return host.ansible.get_variables()
+
+
+@pytest.fixture(scope="module")
+def api_key(hostvars):
+    key = hostvars.get("qdrant_api_key", "")
+    assert key, "the default scenario must set qdrant_api_key"
+    return key
+
+
+@pytest.fixture(scope="module")
+def state(host):
+    return on_host(host, _COLLECT, json.dumps(PATHS))
+
+
+@pytest.fixture(scope="module")
+def config(state):
+    return yaml.safe_load(state["config"])
+
+
+# --- files -------------------------------------------------------------------
+
+
+def test_system_user_and_group(state):
+    assert state["user"]["group"] == "qdrant"
+    assert state["user"]["shell"] == "/usr/sbin/nologin"
+    assert state["user"]["uid"] < 1000, "a system user"
+
+
+@pytest.mark.parametrize(
+    ("path", "owner", "group", "mode"),
+    [
+        ("/etc/qdrant", "root", "qdrant", 0o750),
+        ("/etc/qdrant/config.yaml", "root", "qdrant", 0o640),
+        ("/etc/qdrant/qdrant.env", "root", "root", 0o600),
+        ("/var/lib/qdrant", "qdrant", "qdrant", 0o750),
+        ("/var/lib/qdrant/storage", "qdrant", "qdrant", 0o750),
+        ("/var/lib/qdrant/snapshots", "qdrant", "qdrant", 0o750),
+        ("/etc/systemd/system/qdrant.service", "root", "root", 0o644),
+    ],
+)
+def test_owner_and_mode(state, path, owner, group, mode):
+    assert path in state["stat"], f"{path} is missing"
+    st = state["stat"][path]
+    assert (st["user"], st["group"], oct(st["mode"])) == (owner, group, oct(mode))
+
+
+def test_binary_is_the_wanted_version_behind_a_symlink(host, state, hostvars):
+    version = hostvars["qdrant_version"]
+    assert state["stat"]["/usr/local/bin/qdrant"]["link"] == f"/opt/qdrant/{version}/qdrant"
+    binary = host.file(f"/opt/qdrant/{version}/qdrant")
+    assert (binary.user, binary.group, binary.mode) == ("root", "root", 0o755)
+    assert state["version"].split()[1] == version
+
+
+def test_config_content(config):
+    assert config["service"]["host"] == "127.0.0.1"
+    assert config["service"]["http_port"] == 6333
+    assert config["service"]["grpc_port"] is None
+    assert config["telemetry_disabled"] is True
+    assert config["log_level"] == "INFO"
+    assert config["storage"]["storage_path"] == "/var/lib/qdrant/storage"
+    assert config["storage"]["snapshots_path"] == "/var/lib/qdrant/snapshots"
+    assert "api_key" not in config["service"]
+    assert "read_only_api_key" not in config["service"]
+
+
+def test_config_has_only_real_qdrant_keys(config):
+    known = ROLE_VARS["_qdrant_config_key_paths"]
+
+    def leaves(node, prefix=""):
+        if isinstance(node, dict) and node:
+            for key, value in node.items():
+                yield from leaves(value, f"{prefix}.{key}" if prefix else key)
+        else:
+            yield prefix
+
+    def is_known(path):
+        return any(path == k or (k.endswith(".*") and path.startswith(k[:-1])) for k in known)
+
+    assert [p for p in leaves(config) if not is_known(p)] == []
+
+
+def test_environment_file_holds_the_api_keys(state, hostvars, api_key):
+    assert f'QDRANT__SERVICE__API_KEY="{api_key}"' in state["env"]
+    ro_key = hostvars.get("qdrant_read_only_api_key")
+    if ro_key:
+        assert f'QDRANT__SERVICE__READ_ONLY_API_KEY="{ro_key}"' in state["env"]
+
+
+# --- unit ----------------------------------------------------------------------
+
+
+def test_unit_file_verifies(state):
+    assert state["verify"]["rc"] == 0, state["verify"]
+    assert state["verify"]["err"] == "", state["verify"]
+
+
+def test_unit_runs_qdrant_as_its_user(state):
+    show = state["show"]
+    assert show["User"] == "qdrant"
+    assert show["Group"] == "qdrant"
+    assert show["WorkingDirectory"] == "/var/lib/qdrant"
+    assert "/usr/local/bin/qdrant --config-path /etc/qdrant/config.yaml" in show["ExecStart"]
+    assert "/etc/qdrant/qdrant.env" in show["EnvironmentFiles"]
+    assert show["Restart"] == "on-failure"
+    assert show["LimitNOFILE"] == "65536"
+    assert show["TimeoutStopUSec"] == "1min 30s"
+
+
+def test_memory_limits_derive_from_host_memory(state):
+    memtotal_mb = state["memtotal_kb"] // 1024
+    high, high_max = int(state["show"]["MemoryHigh"]), int(state["show"]["MemoryMax"])
+    assert high == int(memtotal_mb * 0.60) * 1024 * 1024
+    assert high_max == int(memtotal_mb * 0.75) * 1024 * 1024
+    assert high < high_max
+
+
+@pytest.mark.parametrize(
+    ("prop", "value"),
+    [
+        ("ProtectSystem", "strict"),
+        ("ProtectHome", "yes"),
+        ("PrivateTmp", "yes"),
+        ("PrivateDevices", "yes"),
+        ("NoNewPrivileges", "yes"),
+        ("CapabilityBoundingSet", ""),
+        ("AmbientCapabilities", ""),
+        ("RestrictNamespaces", "yes"),
+        ("LockPersonality", "yes"),
+        ("MemoryDenyWriteExecute", "yes"),
+        ("RestrictRealtime", "yes"),
+        ("RestrictSUIDSGID", "yes"),
+        ("ProtectProc", "invisible"),
+        ("ProtectKernelTunables", "yes"),
+        ("ProtectKernelModules", "yes"),
+        ("ProtectKernelLogs", "yes"),
+        ("ProtectControlGroups", "yes"),
+        ("ProtectClock", "yes"),
+        ("ProtectHostname", "yes"),
+        ("UMask", "0077"),
+        ("ReadWritePaths", "/var/lib/qdrant/storage /var/lib/qdrant/snapshots"),
+    ],
+)
+def test_unit_hardening(state, prop, value):
+    assert state["show"][prop] == value
+
+
+def test_unit_syscall_and_socket_filters(state):
+    assert state["show"]["SystemCallFilter"], "a system call allow list is set"
+    families = set(state["show"]["RestrictAddressFamilies"].split())
+    assert families == {"AF_INET", "AF_INET6", "AF_UNIX"}
+
+
+def test_security_exposure_is_low(state):
+    line = state["security"][0]
+    exposure = float(re.search(r"level for qdrant\.service: ([0-9.]+)", line).group(1))
+    assert exposure <= 2.0, line
+
+
+# --- running service -------------------------------------------------------------
+
+
+def test_service_enabled_and_running(state):
+    assert state["enabled"] == "enabled"
+    assert state["active"] == "active"
+    assert state["main_user"] == "qdrant"
+
+
+def test_http_listens_on_loopback_only(state):
+    on_6333 = [line.split()[3] for line in state["listen"] if line.split()[3].endswith(":6333")]
+    assert on_6333 == ["127.0.0.1:6333"]
+    assert not [line for line in state["listen"] if line.split()[3].endswith(":6334")], "no gRPC"
+
+
+def test_readyz(host):
+    [(status, _)] = http(host, ("GET", "/readyz"))
+    assert status == 200
+
+
+def test_api_key_is_enforced(host, api_key):
+    no_key, wrong_key, right_key = http(
+        host,
+        ("GET", "/collections"),
+        ("GET", "/collections", "not-the-key"),
+        ("GET", "/collections", api_key),
+    )
+    assert no_key[0] == 401
+    assert wrong_key[0] in (401, 403)
+    assert right_key[0] == 200, right_key
+
+
+def test_read_only_key_reads_but_cannot_write(host, hostvars):
+    ro_key = hostvars.get("qdrant_read_only_api_key")
+    if not ro_key:
+        pytest.skip("no read-only key in this scenario")
+    create = {"vectors": {"size": 2, "distance": "Dot"}}
+    read, write = http(
+        host,
+        ("GET", "/collections", ro_key),
+        ("PUT", "/collections/ro_must_fail", ro_key, create),
+    )
+    assert read[0] == 200
+    assert write[0] in (401, 403)
+
+
+# --- data survives restart and re-converge -------------------------------------------
+
+
+def test_data_survives_systemctl_restart(host, api_key):
+    points = [
+        {"id": i, "vector": [1.0, 0.5, 0.25, float(i)], "payload": {"n": i}} for i in (1, 2, 3)
+    ]
+    answers = http(
+        host,
+        ("DELETE", f"/collections/{COLLECTION}", api_key),
+        (
+            "PUT",
+            f"/collections/{COLLECTION}",
+            api_key,
+            {"vectors": {"size": 4, "distance": "Cosine"}},
+        ),
+        ("PUT", f"/collections/{COLLECTION}/points?wait=true", api_key, {"points": points}),
+    )
+    assert answers[1][0] == 200, answers[1]
+    assert answers[2][0] == 200, answers[2]
+    pid_before = host.check_output("systemctl show qdrant.service -P MainPID")
+    host.check_output("systemctl restart qdrant.service")
+    _, (status, body) = http(host, ("WAIT",), count_request(api_key))
+    assert host.check_output("systemctl show qdrant.service -P MainPID") != pid_before
+    assert status == 200, body
+    assert body["result"]["count"] == 3
+
+
+def test_reconverge_keeps_data_and_changes_nothing(host, api_key):
+    result = run_playbook("--tags", "qdrant")
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-2000:]
+    assert recap_changed(result.stdout) == 0, result.stdout[-3000:]
+    [(status, body)] = http(host, count_request(api_key))
+    assert status == 200, body
+    assert body["result"]["count"] == 3
+
+
+def test_check_mode_changes_nothing():
+    result = run_playbook("--check", "--tags", "qdrant")
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-2000:]
+    assert recap_changed(result.stdout) == 0, result.stdout[-3000:]
+
+
+def test_checksum_mismatch_fails_naming_the_file(host):
+    """The stand-in tarball offered as real Qdrant 1.18.3 must not match the pinned checksum."""
+    archive = next((PROJECT / "build/qdrant-standin").glob("*/qdrant-*-unknown-linux-musl.tar.gz"))
+    link_before = host.file("/usr/local/bin/qdrant").linked_to
+    result = run_playbook(
+        "--tags",
+        "qdrant_install",
+        "-e",
+        "qdrant_version=1.18.3",
+        "-e",
+        f"qdrant_archive_src={archive}",
+        "-e",
+        "qdrant_archive_sha256=",
+    )
+    output = result.stdout + result.stderr
+    assert result.returncode != 0
+    assert f"Checksum mismatch for {archive}" in output, output[-3000:]
+    assert "_qdrant_checksums" in output, "the message says where the expected value came from"
+    assert host.file("/usr/local/bin/qdrant").linked_to == link_before
+    assert not host.file("/opt/qdrant/1.18.3").exists
