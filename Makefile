@@ -6,6 +6,7 @@
 #   make molecule    every molecule scenario on a local systemd test host (SCENARIO=name for one)
 #   make test        lint + unit + molecule
 #   make image       build (or reuse) the Debian 12 systemd test-host image
+#   make wheelhouse  the embeddings service and its pinned dependencies as wheels, in build/wheelhouse
 
 SHELL := /bin/bash
 .DEFAULT_GOAL := help
@@ -21,7 +22,7 @@ export HF_HUB_OFFLINE := 1
 # $(call timed,NAME,COMMAND): run COMMAND, then print how long it took and its exit status.
 timed = @start=$$(date +%s); $(2); rc=$$?; echo "== $(1): $$(( $$(date +%s) - start ))s (exit $$rc)"; exit $$rc
 
-.PHONY: help setup lint unit molecule test image clean
+.PHONY: help setup lint unit molecule test image wheelhouse clean
 
 help:
 	@sed -n 's/^#   //p' $(firstword $(MAKEFILE_LIST))
@@ -52,7 +53,12 @@ unit: setup
 image:
 	$(call timed,image,tests/host-image/build-image.sh >/dev/null)
 
-molecule: setup image
+# What roles/jina_embeddings installs offline (jina_embeddings_wheelhouse_src). Rebuilt only
+# when service/, requirements/ or the script change: the script keeps a hash of its inputs.
+wheelhouse: setup
+	$(call timed,wheelhouse,$(BIN)/python tests/wheelhouse/build-wheelhouse.py)
+
+molecule: setup image wheelhouse
 	$(call timed,molecule,\
 	  export MOLECULE_TEST_IMAGE=$$(tests/host-image/build-image.sh --name) && \
 	  export PATH=$(CURDIR)/$(BIN):$$PATH && \

@@ -1,0 +1,1 @@
+"""The HTTP layer: OpenAI-compatible routes, auth, limits, errors, request logs."""

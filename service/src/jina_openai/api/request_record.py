@@ -1,0 +1,38 @@
+"""What one request did, filled in along the way and logged once at the end."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from starlette.types import Scope
+
+SCOPE_KEY = "jina_openai.request_record"
+
+
+@dataclass
+class RequestRecord:
+    request_id: str = ""
+    method: str = ""
+    path: str = ""
+    client: str | None = None
+    status: int = 0
+    error_code: str | None = None
+    model: str | None = None
+    inputs: int | None = None
+    tokens: int | None = None
+    truncated_inputs: int | None = None
+    tokenize_ms: float | None = None
+    queue_ms: float | None = None
+    inference_ms: float | None = None
+    dropped_inputs: int | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+def get_record(scope: Scope) -> RequestRecord:
+    """The request's record (created on first use when no middleware made one)."""
+    record = scope.get(SCOPE_KEY)
+    if not isinstance(record, RequestRecord):
+        record = RequestRecord()
+        scope[SCOPE_KEY] = record
+    return record

@@ -1,0 +1,48 @@
+"""ASGI entry points for servers that import an app by name.
+
+    gunicorn -c python:jina_openai.gunicorn_conf 'jina_openai.asgi:create_app()'
+    gunicorn -c python:jina_openai.gunicorn_conf jina_openai.asgi:app
+    uvicorn --factory jina_openai.asgi:create_app
+
+Settings come from the `JINA_OPENAI_*` environment. `app` is built on first access (module
+`__getattr__`), so importing this module does nothing.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from typing import Any
+
+from fastapi import FastAPI
+
+from jina_openai.app import create_app as create_app_from_settings
+from jina_openai.logging_config import configure_logging
+from jina_openai.settings import Settings
+
+# A model that cannot load: the status gunicorn's arbiter reads as "worker failed to boot" (it
+# then stops rather than respawning the worker forever); uvicorn uses it for startup failures.
+EXIT_LOAD_FAILURE = 3
+# The inference thread died after loading: a plain failure, so gunicorn respawns the worker and
+# systemd (Restart=on-failure) restarts `jina-openai serve`.
+EXIT_ENGINE_FAILURE = 1
+
+
+def exit_process_on_engine_failure(exc: BaseException, during_load: bool) -> None:
+    """A server process without a working model is useless: log, flush, exit."""
+    what = "the model could not be loaded" if during_load else "the inference thread died"
+    logging.getLogger(__name__).critical("exiting: %s: %s", what, exc)
+    logging.shutdown()
+    os._exit(EXIT_LOAD_FAILURE if during_load else EXIT_ENGINE_FAILURE)
+
+
+def create_app() -> FastAPI:
+    settings = Settings()  # type: ignore[call-arg]  # model_dir comes from the environment
+    configure_logging(settings.log_level, settings.log_format)
+    return create_app_from_settings(settings, on_engine_failure=exit_process_on_engine_failure)
+
+
+def __getattr__(name: str) -> Any:
+    if name == "app":
+        return create_app()
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -1,0 +1,1 @@
+"""The serving engine: input preparation, admission, fair batching, the inference thread."""

@@ -1,0 +1,147 @@
+"""The one thread that owns the model: it loads it, warms it up, then runs batch after batch.
+
+The event loop never touches torch. Each batch's tensors live inside `Embedder.embed` (under
+`torch.inference_mode()`); what leaves the thread is one float32 numpy row per input, copied
+into its request's output array. A batch that fails (or runs out of memory even when split
+down to single inputs) fails only the requests it holds; the thread carries on.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable
+
+import numpy as np
+import torch
+
+from jina_openai.engine.errors import InferenceFailedError
+from jina_openai.engine.job import EmbeddingJob
+from jina_openai.engine.observer import EngineObserver
+from jina_openai.engine.scheduler import Batch, BatchScheduler
+from jina_openai.engine.throughput import ThroughputEstimator
+from jina_openai.models.base import Embedder
+
+logger = logging.getLogger(__name__)
+
+Startup = Callable[[], tuple[Embedder, BatchScheduler]]
+
+
+class InferenceWorker:
+    def __init__(
+        self,
+        *,
+        startup: Startup,
+        observer: EngineObserver,
+        throughput: ThroughputEstimator,
+        torch_threads: int | None,
+        on_ready: Callable[[], None],
+        on_failure: Callable[[BaseException, Batch | None], None],
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self._startup = startup
+        self._observer = observer
+        self._throughput = throughput
+        self._torch_threads = torch_threads
+        self._on_ready = on_ready
+        self._on_failure = on_failure
+        self._clock = clock
+        self._thread = threading.Thread(target=self._run, name="jina-openai-inference", daemon=True)
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def join(self, timeout: float | None = None) -> bool:
+        """Wait for the thread to end; True when it has."""
+        if self._thread.ident is not None:
+            self._thread.join(timeout)
+        return not self._thread.is_alive()
+
+    @property
+    def alive(self) -> bool:
+        return self._thread.is_alive()
+
+    def _run(self) -> None:
+        if self._torch_threads:
+            torch.set_num_threads(self._torch_threads)
+        try:
+            embedder, scheduler = self._startup()
+        except BaseException as exc:
+            self._on_failure(exc, None)
+            return
+        self._on_ready()
+        batch: Batch | None = None
+        try:
+            while (batch := scheduler.next_batch()) is not None:
+                self._process(embedder, scheduler, batch)
+                batch = None  # hold no request while waiting for the next batch
+        except BaseException as exc:  # a bug, not a model error: stop serving, loudly
+            logger.exception("inference thread crashed")
+            self._on_failure(exc, batch)
+
+    def _process(self, embedder: Embedder, scheduler: BatchScheduler, batch: Batch) -> None:
+        live: list[tuple[EmbeddingJob, int]] = []
+        ids: list[list[int]] = []
+        for job, index in batch.items:
+            inputs = job.inputs
+            if job.cancelled or job.finished or index >= len(inputs):
+                continue
+            live.append((job, index))
+            ids.append(inputs[index].tolist())
+        if len(live) < len(batch.items):
+            self._observer.inputs_dropped(len(batch.items) - len(live))
+        if not live:
+            scheduler.finish_batch(batch)
+            return
+        started = self._clock()
+        try:
+            vectors = self._embed(embedder, ids)
+            if vectors.shape != (len(ids), embedder.dimension):
+                raise RuntimeError(
+                    f"the model returned shape {vectors.shape} for {len(ids)} inputs"
+                )
+        except Exception as exc:
+            scheduler.finish_batch(batch)
+            logger.exception("batch %d of %d inputs failed", batch.batch_id, len(ids))
+            self._observer.batch_failed()
+            error = InferenceFailedError(f"inference failed: {type(exc).__name__}: {exc}")
+            for job, _ in live:
+                scheduler.cancel(job)
+                job.finish(error)
+            return
+        duration = self._clock() - started
+        scheduler.finish_batch(batch)
+        self._throughput.observe(sum(len(row) for row in ids), duration)
+        self._observer.batch_completed(
+            inputs=len(ids),
+            tokens=sum(len(row) for row in ids),
+            padded_tokens=max(len(row) for row in ids) * len(ids),
+            seconds=duration,
+            queue_waits=[started - job.admitted_at for job, _ in live],
+        )
+        finite = np.isfinite(vectors).all(axis=1)
+        for row, (job, index) in enumerate(live):
+            if not finite[row]:
+                scheduler.cancel(job)
+                job.finish(InferenceFailedError("the model produced a non-finite vector"))
+                continue
+            job.deliver(
+                index, vectors[row], batch_id=batch.batch_id, started_at=started, duration=duration
+            )
+
+    def _embed(self, embedder: Embedder, ids: list[list[int]]) -> np.ndarray:
+        """Embed; on out-of-memory, split the batch in halves (down to single inputs)."""
+        try:
+            with torch.inference_mode():
+                return embedder.embed(ids)
+        except (torch.OutOfMemoryError, MemoryError):
+            if len(ids) == 1:
+                raise
+            if torch.cuda.is_available():
+                torch.cuda.empty_cache()
+            logger.warning("out of memory on a batch of %d inputs; splitting it", len(ids))
+            middle = len(ids) // 2
+            return np.concatenate(
+                [self._embed(embedder, ids[:middle]), self._embed(embedder, ids[middle:])]
+            )

@@ -1,0 +1,77 @@
+"""Request inputs -> prepared token id arrays (runs in the tokenization thread pool).
+
+Texts are tokenized without truncation, token-id inputs are range-checked against the model's
+vocabulary; then each input is either truncated to the model maximum (the default: Roo Code
+cannot split a chunk) or rejected with a 400 naming it. Prepared ids (special tokens included)
+are stored as int32 arrays: a queued token costs 4 bytes.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from jina_openai.engine.errors import InvalidInputError
+from jina_openai.models.base import Embedder
+
+
+@dataclass(frozen=True)
+class PreparedInputs:
+    ids: list[np.ndarray]  # int32, special tokens included, at most max_input_tokens each
+    token_count: int
+    truncated_inputs: int
+
+
+class InputPreparer:
+    def __init__(self, embedder: Embedder, *, truncate: bool) -> None:
+        self._embedder = embedder
+        self._truncate = truncate
+        self.special_tokens = len(embedder.prepare([]))
+        self.max_content_tokens = embedder.max_input_tokens - self.special_tokens
+
+    def prepare_texts(self, texts: list[str], *, single: bool) -> PreparedInputs:
+        try:
+            content = self._embedder.tokenize(texts)
+        except Exception as exc:  # tokenizers can refuse exotic input: a client error, not a 500
+            raise InvalidInputError(
+                f"the input could not be tokenized: {exc}", param="input", code="invalid_input"
+            ) from exc
+        return self._finish(content, single=single)
+
+    def prepare_token_ids(self, inputs: list[list[int]], *, single: bool) -> PreparedInputs:
+        vocab = self._embedder.vocab_size
+        for position, ids in enumerate(inputs):
+            low, high = min(ids), max(ids)
+            if low < 0 or high >= vocab:
+                bad = low if low < 0 else high
+                raise InvalidInputError(
+                    f"token id {bad} is outside this model's vocabulary [0, {vocab})",
+                    param=_param(position, single),
+                    code="invalid_token_id",
+                )
+        return self._finish(inputs, single=single)
+
+    def _finish(self, content: list[list[int]], *, single: bool) -> PreparedInputs:
+        prepared: list[np.ndarray] = []
+        tokens = 0
+        truncated = 0
+        for position, ids in enumerate(content):
+            if len(ids) > self.max_content_tokens:
+                if not self._truncate:
+                    raise InvalidInputError(
+                        f"{_param(position, single)} has {len(ids) + self.special_tokens} tokens; "
+                        f"this model takes at most {self._embedder.max_input_tokens} "
+                        "(truncation is disabled on this server)",
+                        param=_param(position, single),
+                        code="input_too_long",
+                    )
+                truncated += 1
+            array = np.asarray(self._embedder.prepare(ids), dtype=np.int32)
+            prepared.append(array)
+            tokens += int(array.shape[0])
+        return PreparedInputs(ids=prepared, token_count=tokens, truncated_inputs=truncated)
+
+
+def _param(position: int, single: bool) -> str:
+    return "input" if single else f"input[{position}]"

@@ -1,0 +1,212 @@
+"""Prometheus metrics of one app instance, in its own CollectorRegistry (no global state).
+
+`ServiceMetrics` is also the engine's observer (see engine/observer.py). Under gunicorn each
+worker has its own registry; /metrics shows the worker that answered (one worker per device).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+
+import psutil
+from prometheus_client import (
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    Info,
+    ProcessCollector,
+    generate_latest,
+)
+from prometheus_client.exposition import CONTENT_TYPE_LATEST
+
+from jina_openai.engine.scheduler import BatchScheduler
+from jina_openai.models.base import Embedder
+from jina_openai.models.device import dtype_name
+
+PREFIX = "jina_openai"
+LATENCY_BUCKETS = (
+    0.001,
+    0.0025,
+    0.005,
+    0.01,
+    0.025,
+    0.05,
+    0.1,
+    0.25,
+    0.5,
+    1.0,
+    2.5,
+    5.0,
+    10.0,
+    30.0,
+    60.0,
+    120.0,
+)
+SIZE_BUCKETS = tuple(float(2**power) for power in range(0, 12))
+TOKEN_BUCKETS = tuple(float(2**power) for power in range(4, 19))
+METRICS_CONTENT_TYPE = CONTENT_TYPE_LATEST
+
+
+class ServiceMetrics:
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry(auto_describe=True)
+        registry = self.registry
+        self.requests = Counter(
+            f"{PREFIX}_requests",
+            "HTTP requests by route and status.",
+            ["route", "status"],
+            registry=registry,
+        )
+        self.request_seconds = Histogram(
+            f"{PREFIX}_request_duration_seconds",
+            "HTTP request latency by route.",
+            ["route"],
+            buckets=LATENCY_BUCKETS,
+            registry=registry,
+        )
+        self.rejected = Counter(
+            f"{PREFIX}_rejected_requests",
+            "Requests refused, by reason (error code).",
+            ["reason"],
+            registry=registry,
+        )
+        self.queue_wait_seconds = Histogram(
+            f"{PREFIX}_queue_wait_seconds",
+            "Time an input waited before its batch started.",
+            buckets=LATENCY_BUCKETS,
+            registry=registry,
+        )
+        self.tokenization_seconds = Histogram(
+            f"{PREFIX}_tokenization_seconds",
+            "Tokenization time per request.",
+            buckets=LATENCY_BUCKETS,
+            registry=registry,
+        )
+        self.inference_seconds = Histogram(
+            f"{PREFIX}_inference_seconds",
+            "Forward pass time per batch.",
+            buckets=LATENCY_BUCKETS,
+            registry=registry,
+        )
+        self.batch_inputs = Histogram(
+            f"{PREFIX}_batch_inputs",
+            "Inputs per batch.",
+            buckets=SIZE_BUCKETS,
+            registry=registry,
+        )
+        self.batch_tokens = Histogram(
+            f"{PREFIX}_batch_tokens",
+            "Real tokens per batch.",
+            buckets=TOKEN_BUCKETS,
+            registry=registry,
+        )
+        self.batch_padded_tokens = Histogram(
+            f"{PREFIX}_batch_padded_tokens",
+            "Padded tokens (longest x inputs) per batch.",
+            buckets=TOKEN_BUCKETS,
+            registry=registry,
+        )
+        self.embedded_inputs = Counter(
+            f"{PREFIX}_embedded_inputs", "Inputs embedded.", registry=registry
+        )
+        self.embedded_tokens = Counter(
+            f"{PREFIX}_embedded_tokens", "Real tokens embedded.", registry=registry
+        )
+        self.dropped_inputs = Counter(
+            f"{PREFIX}_dropped_inputs",
+            "Inputs dropped before inference because their client disconnected.",
+            registry=registry,
+        )
+        self.failed_batches = Counter(
+            f"{PREFIX}_failed_batches", "Batches whose forward pass failed.", registry=registry
+        )
+        self.queue_inputs = Gauge(
+            f"{PREFIX}_queue_inputs", "Inputs waiting for a batch.", registry=registry
+        )
+        self.queue_tokens = Gauge(
+            f"{PREFIX}_queue_tokens", "Tokens waiting for a batch.", registry=registry
+        )
+        self.queue_requests = Gauge(
+            f"{PREFIX}_queue_requests",
+            "Requests with inputs waiting for a batch.",
+            registry=registry,
+        )
+        self.admitted_tokens = Gauge(
+            f"{PREFIX}_admitted_tokens",
+            "Tokens admitted, not yet embedded (queued + running); at most max_queued_tokens.",
+            registry=registry,
+        )
+        self.rss_bytes = Gauge(
+            f"{PREFIX}_process_resident_memory_bytes",
+            "Resident memory of this process.",
+            registry=registry,
+        )
+        self.model_info = Info(f"{PREFIX}_model", "The served model.", registry=registry)
+        ProcessCollector(registry=registry)
+        process = psutil.Process()
+        self.rss_bytes.set_function(lambda: float(process.memory_info().rss))
+
+    def track_queue(self, scheduler: Callable[[], BatchScheduler | None]) -> None:
+        def reading(attribute: str) -> Callable[[], float]:
+            def read() -> float:
+                current = scheduler()
+                return float(getattr(current, attribute)) if current is not None else 0.0
+
+            return read
+
+        self.queue_inputs.set_function(reading("queued_inputs"))
+        self.queue_tokens.set_function(reading("queued_tokens"))
+        self.queue_requests.set_function(reading("queued_requests"))
+        self.admitted_tokens.set_function(reading("admitted_tokens"))
+
+    def render(self) -> bytes:
+        return generate_latest(self.registry)
+
+    # --- HTTP -----------------------------------------------------------------------------------
+    def request_finished(self, *, route: str, status: int, seconds: float) -> None:
+        self.requests.labels(route=route, status=str(status)).inc()
+        self.request_seconds.labels(route=route).observe(seconds)
+
+    def request_rejected(self, reason: str) -> None:
+        self.rejected.labels(reason=reason).inc()
+
+    # --- EngineObserver -------------------------------------------------------------------------
+    def batch_completed(
+        self,
+        *,
+        inputs: int,
+        tokens: int,
+        padded_tokens: int,
+        seconds: float,
+        queue_waits: Sequence[float],
+    ) -> None:
+        self.inference_seconds.observe(seconds)
+        self.batch_inputs.observe(inputs)
+        self.batch_tokens.observe(tokens)
+        self.batch_padded_tokens.observe(padded_tokens)
+        self.embedded_inputs.inc(inputs)
+        self.embedded_tokens.inc(tokens)
+        for wait in queue_waits:
+            self.queue_wait_seconds.observe(max(0.0, wait))
+
+    def batch_failed(self) -> None:
+        self.failed_batches.inc()
+
+    def inputs_dropped(self, count: int) -> None:
+        self.dropped_inputs.inc(count)
+
+    def tokenization_completed(self, seconds: float) -> None:
+        self.tokenization_seconds.observe(seconds)
+
+    def model_loaded(self, embedder: Embedder) -> None:
+        self.model_info.info(
+            {
+                "model_id": embedder.model_id,
+                "architecture": embedder.architecture,
+                "dimension": str(embedder.dimension),
+                "max_input_tokens": str(embedder.max_input_tokens),
+                "device": str(embedder.device),
+                "dtype": dtype_name(embedder.dtype),
+            }
+        )

@@ -1,0 +1,185 @@
+"""Hugging Face BERT-family encoders (bert, roberta, ...) loaded through transformers.
+
+Local files only, `trust_remote_code=False`. Pooling comes from the sentence-transformers config
+when present (mean by default, CLS supported); every vector is L2-normalised.
+"""
+
+from __future__ import annotations
+
+import inspect
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from jina_openai.models.device import dtype_name
+from jina_openai.models.errors import ModelLoadError
+from jina_openai.models.sentence_transformers_config import (
+    PoolingMode,
+    read_sentence_transformers_config,
+)
+from jina_openai.models.text_tokenizer import TextTokenizer, load_text_tokenizer
+
+# model_type -> offset of the first real position (RoBERTa-style models start after pad_id + 1).
+SUPPORTED_MODEL_TYPES = {
+    "bert": False,
+    "distilbert": False,
+    "electra": False,
+    "mpnet": True,
+    "roberta": True,
+    "xlm-roberta": True,
+    "camembert": True,
+}
+_WEIGHT_FILES = (
+    "model.safetensors",
+    "model.safetensors.index.json",
+    "pytorch_model.bin",
+    "pytorch_model.bin.index.json",
+)
+
+
+class HFEncoderEmbedder:
+    """An `Embedder` (see models/base.py) around a transformers encoder model."""
+
+    def __init__(
+        self,
+        *,
+        model: torch.nn.Module,
+        tokenizer: TextTokenizer,
+        model_id: str,
+        pooling: PoolingMode,
+        max_input_tokens: int,
+        pad_token_id: int,
+        architecture: str,
+    ) -> None:
+        self._model = model
+        self._tokenizer = tokenizer
+        self._pad_token_id = pad_token_id
+        self._takes_token_types = "token_type_ids" in inspect.signature(model.forward).parameters
+        embeddings = model.get_input_embeddings()
+        assert isinstance(embeddings, torch.nn.Embedding)
+        self.model_id = model_id
+        self.dimension = int(embeddings.embedding_dim)
+        self.max_input_tokens = max_input_tokens
+        self.vocab_size = int(embeddings.num_embeddings)
+        first_parameter = next(model.parameters())
+        self.device = first_parameter.device
+        self.dtype = first_parameter.dtype
+        self.architecture = architecture
+        self.parameter_count = sum(parameter.numel() for parameter in model.parameters())
+        self.pooling: PoolingMode = pooling  # shown by /info
+
+    def tokenize(self, texts: list[str]) -> list[list[int]]:
+        return self._tokenizer.encode(texts)
+
+    def prepare(self, ids: list[int]) -> list[int]:
+        return self._tokenizer.wrap(ids, self.max_input_tokens)
+
+    def embed(self, batch: list[list[int]]) -> np.ndarray:
+        if not batch:
+            return np.zeros((0, self.dimension), dtype=np.float32)
+        longest = max(len(ids) for ids in batch)
+        input_ids = np.full((len(batch), longest), self._pad_token_id, dtype=np.int64)
+        attention = np.zeros((len(batch), longest), dtype=np.int64)
+        for row, ids in enumerate(batch):
+            input_ids[row, : len(ids)] = ids
+            attention[row, : len(ids)] = 1
+        with torch.inference_mode():
+            ids_t = torch.from_numpy(input_ids).to(self.device)
+            mask_t = torch.from_numpy(attention).to(self.device)
+            kwargs: dict[str, Any] = {"input_ids": ids_t, "attention_mask": mask_t}
+            if self._takes_token_types:
+                kwargs["token_type_ids"] = torch.zeros_like(ids_t)
+            hidden = self._model(**kwargs)[0].float()
+            if self.pooling == "cls":
+                pooled = hidden[:, 0]
+            else:
+                weights = mask_t.unsqueeze(-1).to(hidden.dtype)
+                pooled = (hidden * weights).sum(dim=1) / weights.sum(dim=1).clamp(min=1.0)
+            vectors = torch.nn.functional.normalize(pooled, p=2.0, dim=-1)
+            return np.ascontiguousarray(vectors.cpu().numpy(), dtype=np.float32)
+
+
+def load_hf_encoder(
+    model_dir: Path,
+    config: dict[str, Any],
+    *,
+    model_id: str | None,
+    device: torch.device,
+    dtype: torch.dtype,
+    max_input_tokens: int | None,
+) -> HFEncoderEmbedder:
+    model_type = config.get("model_type")
+    config_path = model_dir / "config.json"
+    if model_type not in SUPPORTED_MODEL_TYPES:
+        supported = ", ".join(sorted(SUPPORTED_MODEL_TYPES))
+        raise ModelLoadError(
+            f"{config_path}: model_type {model_type!r} is not supported (supported: {supported})"
+        )
+    position_type = config.get("position_embedding_type", "absolute")
+    if position_type not in (None, "absolute"):
+        raise ModelLoadError(
+            f"{config_path}: position_embedding_type {position_type!r} is not supported"
+        )
+    if not any((model_dir / name).is_file() for name in _WEIGHT_FILES):
+        raise ModelLoadError(f"{model_dir / 'model.safetensors'} is missing (no weights found)")
+    tokenizer = load_text_tokenizer(model_dir)
+    st_config = read_sentence_transformers_config(model_dir)
+    pad_token_id = config.get("pad_token_id")
+    pad_token_id = pad_token_id if isinstance(pad_token_id, int) else 0
+    limit = _position_limit(config, config_path, model_type, pad_token_id)
+    if st_config.max_seq_length is not None:
+        limit = min(limit, st_config.max_seq_length)
+    if max_input_tokens is not None:
+        if max_input_tokens > limit:
+            raise ModelLoadError(
+                f"max_input_tokens={max_input_tokens} exceeds this model's limit of {limit} tokens "
+                f"(from {config_path} / sentence_bert_config.json)"
+            )
+        limit = max_input_tokens
+    if limit <= tokenizer.special_token_count:
+        raise ModelLoadError(f"max_input_tokens={limit} leaves no room for content tokens")
+    model = _load_model(model_dir, device=device, dtype=dtype)
+    return HFEncoderEmbedder(
+        model=model,
+        tokenizer=tokenizer,
+        model_id=model_id or model_dir.resolve().name,
+        pooling=st_config.pooling,
+        max_input_tokens=limit,
+        pad_token_id=pad_token_id,
+        architecture=str(model_type),
+    )
+
+
+def _position_limit(
+    config: dict[str, Any], config_path: Path, model_type: str, pad_token_id: int
+) -> int:
+    positions = config.get("max_position_embeddings")
+    if not isinstance(positions, int) or positions < 2:
+        raise ModelLoadError(f"{config_path}: max_position_embeddings is missing or invalid")
+    if SUPPORTED_MODEL_TYPES[model_type]:
+        positions -= pad_token_id + 1
+    return positions
+
+
+def _load_model(model_dir: Path, *, device: torch.device, dtype: torch.dtype) -> torch.nn.Module:
+    from transformers import AutoModel
+    from transformers.utils import logging as transformers_logging
+
+    transformers_logging.disable_progress_bar()
+    try:
+        model = AutoModel.from_pretrained(
+            str(model_dir),
+            local_files_only=True,
+            trust_remote_code=False,
+            dtype=dtype,
+            attn_implementation="sdpa",
+        )
+    except Exception as exc:
+        raise ModelLoadError(
+            f"{model_dir}: transformers could not load the model ({dtype_name(dtype)}): {exc}"
+        ) from exc
+    model.eval()
+    model.requires_grad_(False)
+    return model.to(device)

@@ -1,0 +1,58 @@
+"""A local model directory -> a loaded `Embedder`.
+
+The native jina-bert-v2 implementation claims the configs it recognises; every other directory is
+loaded as a Hugging Face BERT-family encoder.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from jina_openai.models.base import Embedder
+from jina_openai.models.device import resolve_device, resolve_dtype
+from jina_openai.models.errors import ModelLoadError
+from jina_openai.models.sentence_transformers_config import read_json
+
+
+def load_embedder(
+    model_dir: Path,
+    *,
+    model_id: str | None = None,
+    device: str = "cpu",
+    dtype: str = "auto",
+    max_input_tokens: int | None = None,
+) -> Embedder:
+    """Load the model in `model_dir` on `device` ("cpu", "cuda", "cuda:N", "auto") as `dtype`
+    ("auto", "float32", "float16", "bfloat16"). Raises ModelLoadError naming the faulty file."""
+    model_dir = Path(model_dir)
+    if not model_dir.is_dir():
+        raise ModelLoadError(f"model directory {model_dir} does not exist")
+    config_path = model_dir / "config.json"
+    config = read_json(config_path)
+    if not isinstance(config, dict):
+        raise ModelLoadError(f"{config_path} must hold a JSON object")
+    torch_device = resolve_device(device)
+    torch_dtype = resolve_dtype(dtype, torch_device)
+
+    from jina_openai.models import jina_bert
+
+    if jina_bert.is_jina_bert_config(config):
+        return jina_bert.load_jina_bert_embedder(
+            model_dir,
+            config,
+            model_id=model_id,
+            device=torch_device,
+            dtype=torch_dtype,
+            max_input_tokens=max_input_tokens,
+        )
+
+    from jina_openai.models.hf_encoder import load_hf_encoder
+
+    return load_hf_encoder(
+        model_dir,
+        config,
+        model_id=model_id,
+        device=torch_device,
+        dtype=torch_dtype,
+        max_input_tokens=max_input_tokens,
+    )

@@ -1,0 +1,192 @@
+"""The scheduling policy and the queue: token budgets, fairness, admission, cancellation."""
+
+from __future__ import annotations
+
+import threading
+
+import numpy as np
+import pytest
+from jina_openai.engine.batch_selection import select_batch
+from jina_openai.engine.errors import QueueFullError, RequestTooLargeError
+from jina_openai.engine.job import EmbeddingJob
+from jina_openai.engine.scheduler import Batch, BatchScheduler, SchedulerLimits
+from jina_openai.engine.throughput import ThroughputEstimator
+
+
+def make_job(lengths: list[int], name: str = "r") -> EmbeddingJob:
+    inputs = [np.full(length, 7, dtype=np.int32) for length in lengths]
+    return EmbeddingJob(
+        request_id=name, inputs=inputs, dimension=4, admitted_at=0.0, on_finished=lambda job: None
+    )
+
+
+def scheduler(**limits: int) -> BatchScheduler:
+    values = {
+        "max_batch_tokens": 1024,
+        "max_batch_inputs": 64,
+        "max_queued_tokens": 100_000,
+        "max_queued_requests": 100,
+    }
+    values.update(limits)
+    return BatchScheduler(SchedulerLimits(**values), ThroughputEstimator(initial_tokens_per_s=1000))
+
+
+def padded_cost(batch: Batch) -> int:
+    return max(len(job.inputs[index]) for job, index in batch.items) * len(batch.items)
+
+
+def drain(queue: BatchScheduler) -> list[Batch]:
+    batches = []
+    while queue.queued_inputs:
+        batch = queue.next_batch(timeout=0)
+        assert batch is not None
+        queue.finish_batch(batch)
+        batches.append(batch)
+    return batches
+
+
+def test_batches_respect_the_padded_token_budget_and_sort_by_length() -> None:
+    queue = scheduler(max_batch_tokens=1000)
+    rng = np.random.default_rng(0)
+    jobs = [make_job(list(rng.integers(5, 250, size=60)), f"r{i}") for i in range(5)]
+    for job in jobs:
+        queue.submit(job)
+    batches = drain(queue)
+    assert sum(len(batch.items) for batch in batches) == 300
+    assert all(padded_cost(batch) <= 1000 for batch in batches)
+    # Length-homogeneous batches: little padding overall.
+    real = sum(batch.tokens for batch in batches)
+    padded = sum(batch.padded_tokens for batch in batches)
+    assert real / padded > 0.85
+    assert queue.admitted_tokens == 0
+
+
+def test_an_input_longer_than_the_budget_still_runs_alone() -> None:
+    queue = scheduler(max_batch_tokens=100)
+    queue.submit(make_job([300, 20]))
+    batches = drain(queue)
+    assert sorted(len(b.items) for b in batches) == [1, 1]
+
+
+def test_batch_input_count_is_capped() -> None:
+    queue = scheduler(max_batch_inputs=8)
+    queue.submit(make_job([3] * 20))
+    assert [len(b.items) for b in drain(queue)] == [8, 8, 4]
+
+
+def test_one_input_query_rides_in_the_next_batch_behind_hundreds_of_chunks() -> None:
+    queue = scheduler(max_batch_tokens=2048)
+    for i in range(6):
+        queue.submit(make_job([200 + (i * 7 + k) % 50 for k in range(60)], f"index{i}"))
+    first = queue.next_batch(timeout=0)
+    assert first is not None
+    query = make_job([12], "query")
+    queue.submit(query)
+    second = queue.next_batch(timeout=0)
+    assert second is not None
+    assert any(job is query for job, _ in second.items)
+
+
+def test_the_oldest_request_progresses_in_every_batch_despite_a_stream_of_queries() -> None:
+    queue = scheduler(max_batch_tokens=256, max_batch_inputs=4)
+    big = make_job([60] * 10, "big")
+    queue.submit(big)
+    for round_ in range(10):
+        for q in range(4):
+            queue.submit(make_job([5], f"q{round_}-{q}"))
+        batch = queue.next_batch(timeout=0)
+        assert batch is not None
+        assert any(job is big for job, _ in batch.items)
+        queue.finish_batch(batch)
+    assert not big.pending_lengths
+
+
+def test_equal_requests_complete_one_after_another() -> None:
+    queue = scheduler(max_batch_tokens=300)
+    for i in range(3):
+        queue.submit(make_job([100] * 8, f"r{i}"))
+    batches = [{job.request_id for job, _ in batch.items} for batch in drain(queue)]
+    first = {
+        name: min(i for i, names in enumerate(batches) if name in names)
+        for name in ["r0", "r1", "r2"]
+    }
+    last = {
+        name: max(i for i, names in enumerate(batches) if name in names)
+        for name in ["r0", "r1", "r2"]
+    }
+    # FIFO completion, not round-robin: a request starts no earlier than its elder's last batch.
+    assert first["r1"] >= last["r0"]
+    assert first["r2"] >= last["r1"]
+
+
+def test_selection_prefers_inputs_no_longer_than_the_batch_longest() -> None:
+    old = make_job([100])
+    old.seq = 0
+    other = make_job([10, 20, 90, 95, 300])
+    other.seq = 1
+    chosen = select_batch([old, other], max_tokens=300, max_inputs=10)
+    assert sorted(selection.length for selection in chosen) == [90, 95, 100]
+
+
+def test_admission_refuses_with_retry_after_when_the_queue_is_full() -> None:
+    queue = scheduler(max_queued_tokens=1000)
+    queue.submit(make_job([400, 400]))
+    with pytest.raises(QueueFullError) as refused:
+        queue.submit(make_job([300]))
+    assert refused.value.retry_after_s >= 1
+    queue.submit(make_job([200]))  # still fits
+    with pytest.raises(QueueFullError):
+        queue.check_capacity()
+
+
+def test_a_request_larger_than_the_whole_queue_is_too_large_not_overload() -> None:
+    queue = scheduler(max_queued_tokens=1000)
+    with pytest.raises(RequestTooLargeError):
+        queue.submit(make_job([600, 600]))
+
+
+def test_request_count_is_bounded() -> None:
+    queue = scheduler(max_queued_requests=2)
+    queue.submit(make_job([5]))
+    queue.submit(make_job([5]))
+    with pytest.raises(QueueFullError):
+        queue.submit(make_job([5]))
+
+
+def test_cancel_drops_pending_inputs_and_releases_their_tokens() -> None:
+    queue = scheduler(max_batch_tokens=100)
+    job = make_job([50] * 6)
+    queue.submit(job)
+    batch = queue.next_batch(timeout=0)
+    assert batch is not None
+    assert len(batch.items) == 2
+    assert queue.cancel(job) == 4
+    assert queue.queued_inputs == 0
+    assert queue.admitted_tokens == 100  # the running batch still counts until it finishes
+    queue.finish_batch(batch)
+    assert queue.admitted_tokens == 0
+    assert queue.next_batch(timeout=0) is None
+
+
+def test_close_wakes_the_inference_thread_and_returns_pending_jobs() -> None:
+    queue = scheduler()
+    results: list[object] = []
+    waiter = threading.Thread(target=lambda: results.append(queue.next_batch()))
+    waiter.start()
+    pending = make_job([5])
+    queue.close()
+    waiter.join(5)
+    assert results == [None]
+    assert not waiter.is_alive()
+    with pytest.raises(QueueFullError):
+        queue.submit(pending)
+
+
+def test_retry_after_follows_measured_throughput() -> None:
+    throughput = ThroughputEstimator()
+    throughput.observe(tokens=1000, seconds=1.0)
+    queue = BatchScheduler(SchedulerLimits(100, 8, 10_000, 10), throughput)
+    queue.submit(make_job([5000, 5000]))
+    with pytest.raises(QueueFullError) as refused:
+        queue.submit(make_job([4000]))
+    assert refused.value.retry_after_s == 4
