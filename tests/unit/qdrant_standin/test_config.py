@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import json
 import math
 import socket
 import subprocess
+import sys
 from pathlib import Path
 from types import ModuleType
 from typing import Any
@@ -12,11 +14,56 @@ from typing import Any
 import httpx
 import pytest
 import yaml
-from ansible.plugins.filter.core import to_nice_yaml
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from .conftest import PYTHON, StandinFactory, base_config
+
+
+def to_nice_yaml(tree: Any, indent: int = 4, sort_keys: bool = True) -> str:
+    """What Ansible's `to_nice_yaml` filter emits for plain data (same libyaml dumper and call).
+
+    Ansible is not imported here: importing it patches `sys.intern` for the whole process,
+    which breaks torch's dynamo import in the other suites sharing this pytest run.
+    `test_to_nice_yaml_matches_ansible` proves the equivalence in a subprocess.
+    """
+    return yaml.dump(
+        tree,
+        Dumper=yaml.CSafeDumper,
+        indent=indent,
+        allow_unicode=True,
+        default_flow_style=False,
+        sort_keys=sort_keys,
+    )
+
+
+def test_to_nice_yaml_matches_ansible() -> None:
+    tree = {
+        "service": {"host": "127.0.0.1", "http_port": 6333, "api_key": None, "grpc_port": None},
+        "storage": {"storage_path": "/var/lib/qdrant/storage", "on_disk_payload": True},
+        "telemetry_disabled": True,
+        "log_level": "INFO",
+        "list": ["a", 1, {"b": "c: d"}, []],
+        "quoted": "yes",
+        "empty": {},
+        "": "empty key",
+    }
+    script = (
+        "import json, sys\n"
+        "from ansible.plugins.filter.core import to_nice_yaml\n"
+        "tree, indent = json.loads(sys.stdin.read())\n"
+        "sys.stdout.write(to_nice_yaml(tree, indent=indent, sort_keys=True))\n"
+    )
+    for indent in (2, 4):
+        ansible = subprocess.run(
+            [sys.executable, "-c", script],
+            input=json.dumps([tree, indent]),
+            capture_output=True,
+            text=True,
+            check=True,
+        )
+        assert ansible.stdout == to_nice_yaml(tree, indent=indent, sort_keys=True)
+
 
 REALISTIC = """\
 # Managed by Ansible
