@@ -20,7 +20,7 @@ export CONTAINERS_CONF := $(CURDIR)/tests/host-image/containers.conf
 export HF_HUB_OFFLINE := 1
 
 # $(call timed,NAME,COMMAND): run COMMAND, then print how long it took and its exit status.
-timed = @start=$$(date +%s); $(2); rc=$$?; echo "== $(1): $$(( $$(date +%s) - start ))s (exit $$rc)"; exit $$rc
+timed = @start=$$(date +%s); ( $(2) ); rc=$$?; echo "== $(1): $$(( $$(date +%s) - start ))s (exit $$rc)"; exit $$rc
 
 .PHONY: help setup lint unit molecule test image wheelhouse clean
 
