@@ -9,6 +9,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 
 import psutil
+import torch
 from prometheus_client import (
     CollectorRegistry,
     Counter,
@@ -200,6 +201,8 @@ class ServiceMetrics:
         self.tokenization_seconds.observe(seconds)
 
     def model_loaded(self, embedder: Embedder) -> None:
+        if embedder.device.type == "cuda":
+            self._track_gpu_memory(embedder.device)
         self.model_info.info(
             {
                 "model_id": embedder.model_id,
@@ -210,3 +213,23 @@ class ServiceMetrics:
                 "dtype": dtype_name(embedder.dtype),
             }
         )
+
+    def _track_gpu_memory(self, device: torch.device) -> None:
+        """GPU memory of this process on `device`: what tensors hold, what the caching
+        allocator keeps reserved, and the peaks of both. systemd's MemoryMax does not see it."""
+        readings = {
+            "allocated": torch.cuda.memory_allocated,
+            "reserved": torch.cuda.memory_reserved,
+            "max_allocated": torch.cuda.max_memory_allocated,
+            "max_reserved": torch.cuda.max_memory_reserved,
+        }
+        gauge = Gauge(
+            f"{PREFIX}_gpu_memory_bytes",
+            "CUDA memory of this process by kind (allocated, reserved, and their peaks).",
+            ["device", "kind"],
+            registry=self.registry,
+        )
+        for kind, read in readings.items():
+            gauge.labels(device=str(device), kind=kind).set_function(
+                lambda read=read: float(read(device))
+            )

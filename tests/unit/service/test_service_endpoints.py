@@ -121,6 +121,44 @@ def test_metrics_cover_requests_latencies_batches_queue_rejections_memory(
         assert line in text, line
 
 
+def test_gpu_memory_is_exported_for_a_cuda_model(monkeypatch: pytest.MonkeyPatch) -> None:
+    """No GPU here: a model reporting a CUDA device, and torch's CUDA memory readers faked."""
+    import torch
+    from jina_openai.metrics import ServiceMetrics
+
+    readers = {
+        "memory_allocated": 1_000.0,
+        "memory_reserved": 2_000.0,
+        "max_memory_allocated": 3_000.0,
+        "max_memory_reserved": 4_000.0,
+    }
+    for name, value in readers.items():
+        monkeypatch.setattr(torch.cuda, name, lambda device, value=value: value)
+
+    class CudaModel:
+        model_id = "gpu-model"
+        architecture = "bert"
+        dimension = 8
+        max_input_tokens = 16
+        device = torch.device("cuda", 0)
+        dtype = torch.float16
+
+    metrics = ServiceMetrics()
+    assert b"gpu_memory" not in metrics.render()
+    metrics.model_loaded(CudaModel())  # type: ignore[arg-type]
+    text = metrics.render().decode()
+    for kind, value in zip(
+        ("allocated", "reserved", "max_allocated", "max_reserved"), readers.values(), strict=True
+    ):
+        line = f'jina_openai_gpu_memory_bytes{{device="cuda:0",kind="{kind}"}} {value}'
+        assert line in text, line
+
+
+def test_cpu_model_exports_no_gpu_memory(tiny_model_dir: Path) -> None:
+    with running_app(make_settings(tiny_model_dir)) as client:
+        assert "gpu_memory" not in client.get("/metrics").text
+
+
 def test_each_app_has_its_own_registry(tiny_model_dir: Path) -> None:
     first = create_app(make_settings(tiny_model_dir)).state.service.metrics.registry
     second = create_app(make_settings(tiny_model_dir)).state.service.metrics.registry
