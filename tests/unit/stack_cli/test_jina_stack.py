@@ -14,6 +14,7 @@ from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from types import ModuleType
+from typing import ClassVar
 
 import pytest
 
@@ -22,7 +23,8 @@ SCRIPT = Path(__file__).resolve().parents[3] / "roles/stack_cli/files/jina_stack
 
 def _load() -> ModuleType:
     spec = importlib.util.spec_from_file_location("jina_stack", SCRIPT)
-    assert spec and spec.loader
+    assert spec
+    assert spec.loader
     module = importlib.util.module_from_spec(spec)
     sys.modules[spec.name] = module
     spec.loader.exec_module(module)
@@ -60,7 +62,11 @@ def test_help_exits_0(capsys):
 def test_target_defaults_to_all():
     assert cli.parse_args(["status"])["target"] == "all"
     assert cli.parse_args(["logs", "jina", "-n", "5", "-f"]) | {} == {
-        "action": "logs", "target": "jina", "lines": 5, "follow": True, "timeout": None,
+        "action": "logs",
+        "target": "jina",
+        "lines": 5,
+        "follow": True,
+        "timeout": None,
     }
 
 
@@ -70,8 +76,13 @@ def config(tmp_path: Path, url: str = "http://127.0.0.1:9", qdrant: bool = True)
     return {
         "warmup_timeout": 2,
         "qdrant": {"managed": qdrant, "unit": "qdrant.service", "url": url, "port": 6333},
-        "jina": {"managed": True, "unit": "jina-x.service", "url": url, "port": 4000,
-                 "env_file": str(env_file)},
+        "jina": {
+            "managed": True,
+            "unit": "jina-x.service",
+            "url": url,
+            "port": 4000,
+            "env_file": str(env_file),
+        },
     }
 
 
@@ -89,7 +100,7 @@ def test_api_key_is_the_first_of_the_environment_file(tmp_path):
 
 class FakeService(BaseHTTPRequestHandler):
     ready_status = 200
-    seen: list[dict] = []
+    seen: ClassVar[list[dict]] = []
 
     def log_message(self, *args: object) -> None:
         pass
@@ -102,10 +113,10 @@ class FakeService(BaseHTTPRequestHandler):
         self.end_headers()
         self.wfile.write(raw)
 
-    def do_GET(self) -> None:  # noqa: N802 - http.server's naming
+    def do_GET(self) -> None:
         self._send(self.ready_status, {"status": "ready", "model": "m-1"})
 
-    def do_POST(self) -> None:  # noqa: N802
+    def do_POST(self) -> None:
         body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
         type(self).seen.append({"auth": self.headers.get("Authorization"), "body": body})
         vector = base64.b64encode(struct.pack("<3f", 0.1, 0.2, 0.3)).decode()
@@ -126,8 +137,10 @@ def service() -> Iterator[str]:
 def test_warmup_sends_one_base64_request_with_the_key(tmp_path, service, capsys):
     assert cli.warmup(config(tmp_path, service), 5) == cli.EXIT_OK
     assert FakeService.seen == [
-        {"auth": "Bearer k1",
-         "body": {"input": [cli.WARMUP_INPUT], "model": "m-1", "encoding_format": "base64"}}
+        {
+            "auth": "Bearer k1",
+            "body": {"input": [cli.WARMUP_INPUT], "model": "m-1", "encoding_format": "base64"},
+        }
     ]
     assert "3 dims" in capsys.readouterr().out
 

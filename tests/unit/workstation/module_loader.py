@@ -7,7 +7,9 @@ import sys
 from pathlib import Path
 from types import ModuleType
 
-MODULE_PATH = Path(__file__).resolve().parents[3] / "roles/workstation/library/vscode_jsonc_merge.py"
+MODULE_PATH = (
+    Path(__file__).resolve().parents[3] / "roles/workstation/library/vscode_jsonc_merge.py"
+)
 
 
 def load_module() -> ModuleType:
@@ -15,7 +17,8 @@ def load_module() -> ModuleType:
     if name in sys.modules:
         return sys.modules[name]
     spec = importlib.util.spec_from_file_location(name, MODULE_PATH)
-    assert spec and spec.loader
+    assert spec
+    assert spec.loader
     module = importlib.util.module_from_spec(spec)
     sys.modules[name] = module
     spec.loader.exec_module(module)

@@ -18,12 +18,21 @@ m = load_module()
 
 LABELS = ["startall + warmup", "stopall"]
 BINDINGS = [
-    {"key": "ctrl+shift+9", "command": "workbench.action.tasks.runTask", "args": "startall + warmup"},
+    {
+        "key": "ctrl+shift+9",
+        "command": "workbench.action.tasks.runTask",
+        "args": "startall + warmup",
+    },
     {"key": "ctrl+shift+-", "command": "workbench.action.tasks.runTask", "args": "stopall"},
 ]
 TASKS = [
-    {"label": "stopall", "type": "process", "command": "ssh", "args": ["h", "jina-stack", "stop"],
-     "detail": "jina-stack: stop"},
+    {
+        "label": "stopall",
+        "type": "process",
+        "command": "ssh",
+        "args": ["h", "jina-stack", "stop"],
+        "detail": "jina-stack: stop",
+    },
 ]
 USER_KEYBINDINGS = """// Place your key bindings in this file to override the defaults
 [
@@ -49,18 +58,31 @@ USER_TASKS = """{
 
 def array_params(**overrides: object) -> dict:
     params = {
-        "mode": "array", "key": "", "entries": BINDINGS, "managed_field": "args",
-        "managed_values": LABELS, "managed_prefix": "", "settings": {}, "new_file": {},
+        "mode": "array",
+        "key": "",
+        "entries": BINDINGS,
+        "managed_field": "args",
+        "managed_values": LABELS,
+        "managed_prefix": "",
+        "settings": {},
+        "new_file": {},
         "state": "present",
     }
     return params | overrides
 
 
 def task_params(**overrides: object) -> dict:
-    return array_params(
-        key="tasks", entries=TASKS, managed_field="detail", managed_values=[],
-        managed_prefix="jina-stack:", new_file={"version": "2.0.0"},
-    ) | overrides
+    return (
+        array_params(
+            key="tasks",
+            entries=TASKS,
+            managed_field="detail",
+            managed_values=[],
+            managed_prefix="jina-stack:",
+            new_file={"version": "2.0.0"},
+        )
+        | overrides
+    )
 
 
 def user_lines(text: str) -> list[str]:
@@ -79,7 +101,7 @@ def test_parser_reads_comments_and_trailing_commas():
 
 
 def test_parser_agrees_with_json_on_plain_json():
-    text = json.dumps({"a": [1, 2.5, -3e2, None, True, "x\\\"y\u00e9"], "b": {}}, indent=1)
+    text = json.dumps({"a": [1, 2.5, -3e2, None, True, 'x\\"y\u00e9'], "b": {}}, indent=1)
     assert m.loads(text) == json.loads(text)
 
 
@@ -128,7 +150,7 @@ def test_changed_entries_replace_the_old_ones_in_place_of_duplicates():
 
 
 def test_managed_entries_anywhere_in_the_array_are_found():
-    text = "[\n  " + json.dumps(BINDINGS[1]) + ",\n  {\"key\": \"f1\", \"command\": \"x\"}\n]\n"
+    text = "[\n  " + json.dumps(BINDINGS[1]) + ',\n  {"key": "f1", "command": "x"}\n]\n'
     merged, managed = m.compute(array_params(), text)
     data = m.loads(merged)
     assert managed == 2
@@ -192,8 +214,11 @@ KEY = "roo-cline.autoImportSettingsPath"
 
 
 def object_params(**overrides: object) -> dict:
-    return {"mode": "object", "settings": {KEY: "~/.jina-stack/roo-code-settings.json"},
-            "state": "present"} | overrides
+    return {
+        "mode": "object",
+        "settings": {KEY: "~/.jina-stack/roo-code-settings.json"},
+        "state": "present",
+    } | overrides
 
 
 def test_settings_key_is_added_then_replaced_then_removed():
@@ -210,7 +235,7 @@ def test_settings_key_is_added_then_replaced_then_removed():
     removed, managed = m.compute(object_params(state="absent"), replaced)
     assert managed == 0
     assert m.loads(removed) == m.loads(USER_SETTINGS)
-    assert "/* \"roo-cline.autoImportSettingsPath\": \"commented out\" */" in removed
+    assert '/* "roo-cline.autoImportSettingsPath": "commented out" */' in removed
 
 
 def test_settings_in_an_empty_file():

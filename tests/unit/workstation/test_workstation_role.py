@@ -94,16 +94,35 @@ PLAYBOOK = """
 """
 
 
-def run(workdir: Path, homes: list[dict], *extra: str, ssh_user: str = "alice") -> subprocess.CompletedProcess:
+def run(
+    workdir: Path, homes: list[dict], *extra: str, ssh_user: str = "alice"
+) -> subprocess.CompletedProcess:
     playbook = workdir / "playbook.yml"
     playbook.write_text(PLAYBOOK)
     extra_vars = json.dumps({"homes": homes, "ssh_user": ssh_user})
     return subprocess.run(
-        [str(Path(sys.executable).parent / "ansible-playbook"), "-i", "localhost,", str(playbook),
-         "-e", extra_vars, "-e", f"ansible_python_interpreter={sys.executable}", *extra],
-        capture_output=True, text=True, check=False, cwd=workdir,
-        env=os.environ | {"ANSIBLE_ROLES_PATH": str(REPO / "roles"), "ANSIBLE_NOCOLOR": "1",
-                          "ANSIBLE_LOCALHOST_WARNING": "false", "ANSIBLE_INVENTORY_UNPARSED_WARNING": "false"},
+        [
+            str(Path(sys.executable).parent / "ansible-playbook"),
+            "-i",
+            "localhost,",
+            str(playbook),
+            "-e",
+            extra_vars,
+            "-e",
+            f"ansible_python_interpreter={sys.executable}",
+            *extra,
+        ],
+        capture_output=True,
+        text=True,
+        check=False,
+        cwd=workdir,
+        env=os.environ
+        | {
+            "ANSIBLE_ROLES_PATH": str(REPO / "roles"),
+            "ANSIBLE_NOCOLOR": "1",
+            "ANSIBLE_LOCALHOST_WARNING": "false",
+            "ANSIBLE_INVENTORY_UNPARSED_WARNING": "false",
+        },
     )
 
 
@@ -126,8 +145,14 @@ def homes(tmp_path_factory) -> dict:
         (user_dir / "tasks.json").write_text(USER_TASKS)
         (user_dir / "keybindings.json").write_text(USER_KEYBINDINGS)
         (user_dir / "settings.json").write_text(USER_SETTINGS)
-        result[name] = {"name": name, "os": os_name, "home": str(home), "remote_ssh": remote,
-                        "dir": user_dir, "modifier": modifier}
+        result[name] = {
+            "name": name,
+            "os": os_name,
+            "home": str(home),
+            "remote_ssh": remote,
+            "dir": user_dir,
+            "modifier": modifier,
+        }
     first = run(root, [_plain(h) for h in result.values()])
     assert changed(first) > 0
     result["_root"] = root
@@ -156,7 +181,8 @@ def test_tasks_json_keeps_the_users_task_and_has_each_managed_task_once(homes, n
     labels = [t["label"] for t in data["tasks"]]
     assert labels[0] == "build"
     assert data["tasks"][0]["command"] == "make -j4"
-    assert "// my build" in text and "/* keep */" in text
+    assert "// my build" in text
+    assert "/* keep */" in text
     managed = [t for t in data["tasks"] if t.get("detail", "").startswith("jina-stack:")]
     assert sorted(t["label"] for t in managed) == sorted([*SHORTCUTS, "jina-stack status"])
     assert len(labels) == len(set(labels))
@@ -167,8 +193,16 @@ def test_tasks_json_keeps_the_users_task_and_has_each_managed_task_once(homes, n
             if home["remote_ssh"]:
                 assert argv == ["jina-stack", *CLI[task["label"]]]
             else:
-                assert argv == ["ssh", "-o", "BatchMode=yes", "-p", "2222",
-                                "alice@stack.example.internal", "jina-stack", *CLI[task["label"]]]
+                assert argv == [
+                    "ssh",
+                    "-o",
+                    "BatchMode=yes",
+                    "-p",
+                    "2222",
+                    "alice@stack.example.internal",
+                    "jina-stack",
+                    *CLI[task["label"]],
+                ]
 
 
 @pytest.mark.parametrize("name", list(FLAVOURS))
@@ -184,7 +218,9 @@ def test_keybindings_use_the_flavours_modifier(homes, name):
 def test_help_task_prints_the_table(homes):
     data = jsonc.loads((homes["linux"]["dir"] / "tasks.json").read_text())
     task = next(t for t in data["tasks"] if t["label"] == "help: embeddings shortcuts")
-    out = subprocess.run([task["command"], *task["args"]], capture_output=True, text=True, check=True).stdout
+    out = subprocess.run(
+        [task["command"], *task["args"]], capture_output=True, text=True, check=True
+    ).stdout
     for label, key in SHORTCUTS.items():
         assert re.search(rf"ctrl\+{re.escape(key)}\s+{re.escape(label)}\s", out), (label, out)
     assert "powershell" in task["windows"]["command"]
@@ -207,7 +243,8 @@ def test_roo_code_settings(homes, name):
         "codebaseIndexSearchMaxResults": 50,
     }
     summary = json.loads((home / ".jina-stack/roo-code-config.json").read_text())
-    assert summary["dimension"] == 384 and summary["baseUrl"].endswith("/v1")
+    assert summary["dimension"] == 384
+    assert summary["baseUrl"].endswith("/v1")
     user_settings = jsonc.loads((homes[name]["dir"] / "settings.json").read_text())
     assert user_settings == {
         "editor.fontSize": 15,
@@ -222,15 +259,22 @@ def test_absent_removes_every_managed_entry_and_nothing_else(homes):
     assert changed(result) > 0
     for home in flavours(homes):
         assert jsonc.loads((home["dir"] / "tasks.json").read_text()) == jsonc.loads(USER_TASKS)
-        assert jsonc.loads((home["dir"] / "keybindings.json").read_text()) == jsonc.loads(USER_KEYBINDINGS)
-        assert jsonc.loads((home["dir"] / "settings.json").read_text()) == jsonc.loads(USER_SETTINGS)
+        assert jsonc.loads((home["dir"] / "keybindings.json").read_text()) == jsonc.loads(
+            USER_KEYBINDINGS
+        )
+        assert jsonc.loads((home["dir"] / "settings.json").read_text()) == jsonc.loads(
+            USER_SETTINGS
+        )
 
 
 def test_missing_ssh_user_fails_early_naming_the_variable(tmp_path):
     home = tmp_path / "home"
     home.mkdir()
-    result = run(tmp_path, [{"name": "x", "os": "linux", "home": str(home), "remote_ssh": False}],
-                 ssh_user="")
+    result = run(
+        tmp_path,
+        [{"name": "x", "os": "linux", "home": str(home), "remote_ssh": False}],
+        ssh_user="",
+    )
     assert result.returncode != 0
     assert "workstation_ssh_user" in result.stdout
     assert not (home / ".config").exists()
