@@ -28,8 +28,8 @@ banner() {
   printf '%s\n\n' "================================================================================"
 }
 
-reachable() {  # URL: does it answer at all within the probe timeout?
-  python3 - "$1" "$probe_timeout" <<'PY'
+reachable() {  # URL: does it answer at all within the probe timeout? (timeout: DNS can hang too)
+  timeout "$((probe_timeout * 2))" python3 - "$1" "$probe_timeout" <<'PY'
 import sys, urllib.error, urllib.request
 try:
     urllib.request.urlopen(urllib.request.Request(sys.argv[1], method="HEAD"), timeout=float(sys.argv[2]))

@@ -89,7 +89,9 @@ def test_operator_reads_health_and_logs(host):
     assert health.stdout.split() == ["qdrant:", "ready", "jina:", "ready"]
     logs = host.run(f"runuser -u {OPERATOR} -- {CLI} logs jina --lines 5")
     assert logs.rc == 0, logs.stderr
-    assert "jina-embeddings" in logs.stdout
+    lines = logs.stdout.splitlines()
+    assert 0 < len(lines) <= 5
+    assert "gunicorn[" in lines[-1]  # the service's own journal
 
 
 def test_a_bad_sudo_user_fails_the_play_early_naming_the_variable(host):
@@ -111,5 +113,6 @@ def test_a_bad_sudo_user_fails_the_play_early_naming_the_variable(host):
         env={"ANSIBLE_ROLES_PATH": str(PROJECT / "roles"), **os.environ, "ANSIBLE_NOCOLOR": "1"},
     )
     assert result.returncode != 0
-    assert "stack_cli_sudo_users must list account names" in result.stdout
+    # molecule's ansible.cfg sends failures to stderr (display_failed_stderr)
+    assert "stack_cli_sudo_users must list account names" in result.stdout + result.stderr
     assert OPERATOR in host.file("/etc/sudoers.d/jina-stack").content_string

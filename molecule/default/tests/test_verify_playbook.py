@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
 import subprocess
 from pathlib import Path
 
@@ -37,7 +38,8 @@ def test_verify_playbook_passes_and_reports(host):
     result = run_verify()
     assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-2000:]
     assert "OK: all-MiniLM-L6-v2 (384 dims)" in result.stdout
-    assert "ranking: src/billing/invoice.py > " in result.stdout
+    # the expected chunk first (at Roo's score_threshold 0.4 MiniLM keeps few others)
+    assert re.search(r'"ranking: src/billing/invoice\.py( > [^"]+)?"', result.stdout)
     for step in ("embed_chunks=", "create_collection=", "upsert=", "query=", "delete_by_filter="):
         assert step in result.stdout
     workspace = f"/srv/jina-stack-verify/{host.backend.host}"  # the inventory name
@@ -49,5 +51,6 @@ def test_verify_playbook_passes_and_reports(host):
 def test_verify_playbook_fails_on_a_wrong_key():
     result = run_verify("--extra-vars", json.dumps({"verify_embeddings_api_key": "wrong-key"}))
     assert result.returncode != 0
-    assert "End-to-end check failed" in result.stdout
-    assert "answered 401" in result.stdout
+    output = result.stdout + result.stderr  # molecule's ansible.cfg: failures go to stderr
+    assert "End-to-end check failed" in output
+    assert "answered 401" in output

@@ -363,29 +363,30 @@ def merge_array(
     text = _remove_spans(text, array, removed)
     # Find the array again in the edited text (its start did not move).
     array_node = _node_at(parse(text), array.start)
-    indent = _indent_of(text, array_node.items[0].start) if array_node.items else None
+    if array_node.items:
+        item_indent = _indent_of(text, array_node.items[0].start)
+    else:
+        item_indent = _indent_of(text, array_node.start) + INDENT
     close = array_node.end - 1
-    item_indent = indent if indent is not None else _indent_of(text, close) + INDENT
     rendered = [_render(entry, item_indent) for entry in entries]
     return _append_items(text, array_node, close, rendered, item_indent)
 
 
-def _append_items(text: str, array: Node, close: int, rendered: list[str], indent: str) -> str:
+def _append_items(text: str, container: Node, close: int, rendered: list[str], indent: str) -> str:
+    """Insert RENDERED (each indented by INDENT) before CLOSE, the container's closing bracket.
+
+    The layout depends only on what stays in the file (the container's opening line and the
+    user's last entry), so removing and re-adding the same entries gives the same text.
+    """
     if not rendered:
         return text
-    prev = _prev_token(text, array.start, close)
+    prev = _prev_token(text, container.start, close)
     needs_comma = text[prev] not in "[{,"
     head = text[: prev + 1] + ("," if needs_comma else "")
-    between = text[prev + 1 : close].rstrip(" \t")
-    if not between.endswith("\n"):
-        between += "\n"
-    closing_indent = (
-        _indent_of(text, close)
-        if text[text.rfind("\n", 0, close) + 1 : close].strip() == ""
-        else ""
-    )
+    between = text[prev + 1 : close].rstrip()  # keeps a comment after the last entry
+    outer = _indent_of(text, container.start)
     body = ",\n".join(indent + item for item in rendered)
-    return head + between + body + "\n" + closing_indent + text[close:]
+    return head + between + "\n" + body + "\n" + outer + text[close:]
 
 
 def _node_at(root: Node | None, start: int) -> Node:

@@ -241,3 +241,22 @@ def test_settings_key_is_added_then_replaced_then_removed():
 def test_settings_in_an_empty_file():
     added, _ = m.compute(object_params(), "")
     assert m.loads(added) == {KEY: "~/.jina-stack/roo-code-settings.json"}
+
+
+@pytest.mark.parametrize(
+    "existing",
+    [
+        '{\n  // mine\n  "version": "2.0.0",\n  "tasks": [],\n}\n',
+        '{\n  "version": "2.0.0",\n  "tasks": [\n  ]\n}\n',
+        '{"version": "2.0.0", "tasks": [{"label": "x", "type": "shell", "command": "y"}]}',
+        '{\n\t"tasks": [\n\t\t{"label": "x", "type": "shell", "command": "y"} // c\n\t]\n}\n',
+        USER_TASKS,
+    ],
+)
+def test_layout_is_stable_across_remove_and_re_add(existing):
+    """A re-run removes the managed entries and appends them again: same text every time."""
+    once, _ = m.compute(task_params(), existing)
+    assert m.compute(task_params(), once)[0] == once
+    removed, _ = m.compute(task_params(state="absent"), once)
+    assert m.loads(removed) == m.loads(existing)
+    assert m.compute(task_params(), removed)[0] == once
