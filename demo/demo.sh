@@ -50,6 +50,7 @@ if [[ ${1:-} == down ]]; then
   exit 0
 fi
 
+command -v ssh-keygen >/dev/null || { echo "demo: ssh-keygen is missing: apt-get install openssh-client" >&2; exit 1; }
 mkdir -p "$work" && chmod 0700 "$work"
 image=$(tests/host-image/build-image.sh)
 
@@ -76,9 +77,10 @@ if ! reachable https://github.com; then
   python3 tests/qdrant-standin/build_release.py --version "$qdrant_version" --arch "$(uname -m)" --out-dir "$standin" >/dev/null
   tarball=$standin/qdrant-$(uname -m)-unknown-linux-musl.tar.gz
   qdrant_vars=(-e "qdrant_archive_src=$tarball" -e "qdrant_archive_sha256=$(cut -d' ' -f1 "$tarball.sha256")")
-  banner "github.com is not reachable from here: Qdrant is the TEST STAND-IN (tests/qdrant-standin)," \
-    "which speaks Roo Code's REST subset but is not Qdrant. On a machine with access the role" \
-    "installs the pinned Qdrant $qdrant_version release."
+  notices+=("github.com is not reachable from here: Qdrant is the TEST STAND-IN (tests/qdrant-standin),"
+    "which speaks Roo Code's REST subset but is not Qdrant. On a machine with access the role"
+    "installs the pinned Qdrant $qdrant_version release.")
+  banner "Qdrant: stand-in" "${notices[@]: -3}"
 fi
 
 # --- the host ---------------------------------------------------------------------------------
@@ -154,6 +156,7 @@ Keys (enter them once in Roo Code > Codebase Indexing; they are not in the setti
 
 VS Code tasks and keybindings were written to a demo home, not yours:
   $work/home/.config/Code/User/{tasks.json,keybindings.json}
-Try the host CLI:   ssh -i $work/operator_ed25519 -o UserKnownHostsFile=$work/known_hosts roo-operator@$address jina-stack status
+Try the host CLI:   ssh -i $work/operator_ed25519 -o UserKnownHostsFile=$work/known_hosts \\
+                      -o StrictHostKeyChecking=accept-new roo-operator@$address jina-stack status
 Remove the demo:    make demo-down
 TEXT
