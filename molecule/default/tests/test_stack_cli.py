@@ -110,7 +110,12 @@ def test_a_bad_sudo_user_fails_the_play_early_naming_the_variable(host):
         capture_output=True,
         text=True,
         check=False,
-        env={"ANSIBLE_ROLES_PATH": str(PROJECT / "roles"), **os.environ, "ANSIBLE_NOCOLOR": "1"},
+        env={
+            "ANSIBLE_ROLES_PATH": str(PROJECT / "roles"),
+            **os.environ,
+            "ANSIBLE_NOCOLOR": "1",
+            "ANSIBLE_FORCE_COLOR": "0",
+        },
     )
     assert result.returncode != 0
     # molecule's ansible.cfg sends failures to stderr (display_failed_stderr)

@@ -19,7 +19,12 @@ def run_verify(*args: str) -> subprocess.CompletedProcess:
         capture_output=True,
         text=True,
         check=False,
-        env={"ANSIBLE_ROLES_PATH": str(PROJECT / "roles"), **os.environ, "ANSIBLE_NOCOLOR": "1"},
+        env={
+            "ANSIBLE_ROLES_PATH": str(PROJECT / "roles"),
+            **os.environ,
+            "ANSIBLE_NOCOLOR": "1",
+            "ANSIBLE_FORCE_COLOR": "0",
+        },
     )
 
 

@@ -91,7 +91,12 @@ def run_workstation_play(home: Path, address: str, *extra: str) -> subprocess.Co
         capture_output=True,
         text=True,
         check=False,
-        env={"ANSIBLE_ROLES_PATH": str(PROJECT / "roles"), **os.environ, "ANSIBLE_NOCOLOR": "1"},
+        env={
+            "ANSIBLE_ROLES_PATH": str(PROJECT / "roles"),
+            **os.environ,
+            "ANSIBLE_NOCOLOR": "1",
+            "ANSIBLE_FORCE_COLOR": "0",
+        },
     )
 
 
