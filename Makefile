@@ -1,5 +1,7 @@
 # Entry points for people and CI alike (.ci/run calls `make setup` and `make test`).
 #
+#   make demo        the whole stack on a local systemd test host: site.yml, verify.yml, Roo Code settings
+#   make demo-down   remove the demo host
 #   make setup       controller toolchain in .venv (pinned: requirements/)
 #   make lint        ruff, yamllint, ansible-lint (production profile)
 #   make unit        pytest: the embeddings service, the native jina model, the Qdrant stand-in
@@ -22,7 +24,7 @@ export HF_HUB_OFFLINE := 1
 # $(call timed,NAME,COMMAND): run COMMAND, then print how long it took and its exit status.
 timed = @start=$$(date +%s); ( $(2) ); rc=$$?; echo "== $(1): $$(( $$(date +%s) - start ))s (exit $$rc)"; exit $$rc
 
-.PHONY: help setup lint unit molecule test image wheelhouse clean
+.PHONY: help setup lint unit molecule test image wheelhouse clean demo demo-down
 
 help:
 	@sed -n 's/^#   //p' $(firstword $(MAKEFILE_LIST))
@@ -66,6 +68,14 @@ molecule: setup image wheelhouse
 	  else molecule test --all; fi)
 
 test: lint unit molecule
+
+# The README's first command. Tries Hugging Face for the jina model (so HF_HUB_OFFLINE is lifted
+# here) and falls back to the packaged all-MiniLM-L6-v2 with a banner; see demo/demo.sh.
+demo: setup image wheelhouse
+	$(call timed,demo,env -u HF_HUB_OFFLINE demo/demo.sh)
+
+demo-down:
+	demo/demo.sh down
 
 clean:
 	rm -rf build .pytest_cache .ruff_cache

@@ -1,0 +1,230 @@
+"""The VS Code tasks of roles/workstation, executed for real against the test host.
+
+The workstation play of site.yml runs on the controller (local connection) against a temporary
+home, with the tasks going through ssh to the test host as the operator account prepare.yml made
+(its key: MOLECULE_EPHEMERAL_DIRECTORY/operator_ed25519). The Roo Code settings must carry the
+dimension of the model the host really serves. Then every generated task's command is run as VS
+Code would run it (type process: command + args) and its effect on the host is asserted.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+PROJECT = Path(os.environ.get("MOLECULE_PROJECT_DIRECTORY", Path(__file__).resolve().parents[3]))
+sys.path.insert(0, str(PROJECT / "tests/unit"))
+from workstation.module_loader import load_module  # noqa: E402
+
+jsonc = load_module()
+QDRANT, JINA = "qdrant.service", "jina-embeddings.service"
+OPERATOR = "roo-operator"
+# Every managed task, in the order they run here (each leaves the host as the next expects).
+ORDER = [
+    "stopall",
+    "startall + warmup",
+    "jina stop",
+    "jina start + warmup",
+    "qdrant restart",
+    "restartall",
+    "jina-stack status",
+    "help: embeddings shortcuts",
+]
+
+
+def run_workstation_play(home: Path, address: str, *extra: str) -> subprocess.CompletedProcess:
+    inventory = Path(os.environ["MOLECULE_INVENTORY_FILE"]).parent
+    workstation = home.parent / "workstations.yml"
+    workstation.write_text(
+        json.dumps(
+            {
+                "workstations": {
+                    "hosts": {
+                        "localhost": {
+                            "ansible_connection": "local",
+                            "ansible_python_interpreter": sys.executable,
+                        }
+                    }
+                }
+            }
+        )
+    )
+    key = Path(os.environ["MOLECULE_EPHEMERAL_DIRECTORY"]) / "operator_ed25519"
+    extra_vars = {
+        "workstation_os": "linux",
+        "workstation_home": str(home),
+        "workstation_ssh_user": OPERATOR,
+        "workstation_ssh_host": address,
+        "workstation_ssh_options": [
+            "-i",
+            str(key),
+            "-o",
+            "StrictHostKeyChecking=no",
+            "-o",
+            "UserKnownHostsFile=/dev/null",
+            "-o",
+            "LogLevel=ERROR",
+            "-o",
+            "ConnectTimeout=10",
+        ],
+    }
+    return subprocess.run(
+        [
+            "ansible-playbook",
+            "-i",
+            str(inventory),
+            "-i",
+            str(workstation),
+            str(PROJECT / "playbooks/site.yml"),
+            "--limit",
+            "localhost",
+            "--extra-vars",
+            json.dumps(extra_vars),
+            *extra,
+        ],
+        capture_output=True,
+        text=True,
+        check=False,
+        env={
+            "ANSIBLE_ROLES_PATH": str(PROJECT / "roles"),
+            **os.environ,
+            "ANSIBLE_NOCOLOR": "1",
+            "ANSIBLE_FORCE_COLOR": "0",
+        },
+    )
+
+
+def recap_changed(result: subprocess.CompletedProcess) -> int:
+    assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-2000:]
+    match = re.search(r"localhost\s*:\s*ok=\d+\s+changed=(\d+)", result.stdout)
+    assert match, result.stdout[-2000:]
+    return int(match.group(1))
+
+
+@pytest.fixture(scope="module")
+def address(host) -> str:
+    return host.check_output("hostname -I").split()[0]
+
+
+@pytest.fixture(scope="module")
+def home(tmp_path_factory, address) -> Path:
+    home = tmp_path_factory.mktemp("workstation") / "home"
+    user_dir = home / ".config/Code/User"
+    user_dir.mkdir(parents=True)
+    (user_dir / "tasks.json").write_text('{\n  // mine\n  "version": "2.0.0",\n  "tasks": [],\n}\n')
+    first = run_workstation_play(home, address)
+    assert recap_changed(first) > 0
+    return home
+
+
+@pytest.fixture(scope="module")
+def tasks(home) -> dict[str, dict]:
+    data = jsonc.loads((home / ".config/Code/User/tasks.json").read_text())
+    return {task["label"]: task for task in data["tasks"]}
+
+
+def test_every_managed_task_is_exercised_here(tasks):
+    assert sorted(tasks) == sorted(ORDER)
+
+
+def test_second_workstation_run_changes_nothing(home, address):
+    assert recap_changed(run_workstation_play(home, address)) == 0
+
+
+def test_roo_settings_carry_the_deployed_models_dimension(home, host):
+    config = json.loads((home / ".jina-stack/roo-code-settings.json").read_text())
+    index = config["globalSettings"]["codebaseIndexConfig"]
+    assert index["codebaseIndexEmbedderModelId"] == "all-MiniLM-L6-v2"
+    assert index["codebaseIndexEmbedderModelDimension"] == 384
+    assert index["codebaseIndexOpenAiCompatibleBaseUrl"] == "http://127.0.0.1:4000/v1"
+    assert index["codebaseIndexQdrantUrl"] == "http://127.0.0.1:6333"
+
+
+def state(host) -> dict:
+    """Unit states, main PIDs and readiness on the host (one round trip)."""
+    script = (
+        "import json, subprocess, urllib.request\n"
+        "def get(url):\n"
+        "    try:\n"
+        "        return urllib.request.urlopen(url, timeout=5).status\n"
+        "    except Exception as e:\n"
+        "        return getattr(e, 'code', 0)\n"
+        "def show(unit):\n"
+        "    out = subprocess.run(['systemctl', 'show', '-p', 'ActiveState,MainPID', unit],\n"
+        "                         capture_output=True, text=True).stdout\n"
+        "    return dict(line.split('=', 1) for line in out.split())\n"
+        f"print(json.dumps({{'qdrant': show('{QDRANT}'), 'jina': show('{JINA}'),\n"
+        "    'readyz': get('http://127.0.0.1:6333/readyz'), 'ready': get('http://127.0.0.1:4000/ready')}))\n"
+    )
+    return json.loads(host.check_output(f"python3 -c {_quote(script)}"))
+
+
+def _quote(text: str) -> str:
+    return "'" + text.replace("'", "'\"'\"'") + "'"
+
+
+def run_task(task: dict) -> subprocess.CompletedProcess:
+    assert task["type"] == "process"
+    return subprocess.run(
+        [task["command"], *task["args"]], capture_output=True, text=True, timeout=600, check=False
+    )
+
+
+@pytest.mark.parametrize("label", ORDER)
+def test_task_does_what_its_label_says(label, tasks, host):
+    task = tasks[label]
+    previous = state(host)
+    result = run_task(task)
+    output = result.stdout + result.stderr
+    assert result.returncode == 0, output
+    if label != "help: embeddings shortcuts":
+        assert task["command"] == "ssh"
+        assert "BatchMode=yes" in task["args"]
+        assert f"{OPERATOR}@" in " ".join(task["args"])
+    now = state(host)
+    q, j = now["qdrant"], now["jina"]
+    if label == "stopall":
+        assert q["ActiveState"] == "inactive"
+        assert j["ActiveState"] == "inactive"
+        assert now["ready"] == 0
+    elif label == "startall + warmup":
+        assert q["ActiveState"] == "active"
+        assert j["ActiveState"] == "active"
+        assert now["readyz"] == 200
+        assert now["ready"] == 200  # warmup waited for it
+        assert "warmup embedding (all-MiniLM-L6-v2, 384 dims)" in output
+        assert output.index("qdrant: ready") < output.index("jina: ready")
+    elif label == "jina stop":
+        assert j["ActiveState"] == "inactive"
+        assert q["ActiveState"] == "active"
+        assert q["MainPID"] == previous["qdrant"]["MainPID"]
+    elif label == "jina start + warmup":
+        assert j["ActiveState"] == "active"
+        assert now["ready"] == 200
+        assert "warmup embedding" in output
+        assert q["MainPID"] == previous["qdrant"]["MainPID"]
+    elif label == "qdrant restart":
+        assert q["ActiveState"] == "active"
+        assert q["MainPID"] != previous["qdrant"]["MainPID"]
+        assert now["readyz"] == 200
+        assert j["MainPID"] == previous["jina"]["MainPID"]
+    elif label == "restartall":
+        assert q["MainPID"] != previous["qdrant"]["MainPID"]
+        assert j["MainPID"] != previous["jina"]["MainPID"]
+        assert now["readyz"] == 200
+        assert now["ready"] == 200
+    elif label == "jina-stack status":
+        assert "qdrant.service" in output
+        assert "jina-embeddings.service" in output
+        assert now == previous
+    else:  # the help table, printed locally
+        for name in ORDER[:-2]:
+            assert name in output
+        assert "ctrl+shift+9" in output
+        assert now == previous
