@@ -70,6 +70,11 @@ ExecStartPre=
 ExecStartPre=/usr/bin/ssh-keygen -A
 ExecStartPre=/usr/sbin/sshd -t
 UNIT
+  # A stalled mirror connection fails and is retried instead of hanging a test run for good.
+  cat >"$root/etc/apt/apt.conf.d/80-test-host-network" <<APT
+Acquire::Retries "3";
+Acquire::http::Timeout "30";
+APT
   rm -rf "$root"/var/lib/apt/lists/* "$root"/var/cache/apt/*.bin "$root"/var/cache/apt/archives/*.deb
 }
 
