@@ -87,6 +87,43 @@ def test_one_input_query_rides_in_the_next_batch_behind_hundreds_of_chunks() -> 
     assert any(job is query for job, _ in second.items)
 
 
+def test_queries_behind_index_requests_get_a_short_batch_of_their_own() -> None:
+    queue = scheduler(max_batch_tokens=4096, max_batch_inputs=256, max_queued_tokens=200_000)
+    index = [make_job([250] * 60, f"index{i}") for i in range(10)]
+    for job in index:
+        queue.submit(job)
+    running = queue.next_batch(timeout=0)
+    assert running is not None
+    assert len(running.items) == 16  # a full batch of chunks
+    queries = [make_job([40], "q1"), make_job([30, 35], "q2")]
+    for job in queries:
+        queue.submit(job)
+    batch = queue.next_batch(timeout=0)
+    assert batch is not None
+    jobs = {job.request_id for job, _ in batch.items}
+    # The queries, plus one chunk of the oldest request (which must not starve), nothing else.
+    assert jobs == {"q1", "q2", "index0"}
+    assert len(batch.items) == 4
+    assert batch.padded_tokens == 4 * 250
+    # Then indexing goes on in full batches.
+    after = queue.next_batch(timeout=0)
+    assert after is not None
+    assert len(after.items) == 16
+
+
+def test_the_tail_of_a_big_request_counts_as_small() -> None:
+    queue = scheduler(max_batch_tokens=1000, max_batch_inputs=256)
+    queue.submit(make_job([100] * 30, "a"))
+    queue.submit(make_job([100] * 12, "b"))
+    first = queue.next_batch(timeout=0)
+    assert first is not None
+    assert sorted(job.request_id for job, _ in first.items) == ["a"] + ["b"] * 9
+    # "b" has 3 inputs left: small, so it finishes in a short batch (plus one of "a").
+    second = queue.next_batch(timeout=0)
+    assert second is not None
+    assert sorted(job.request_id for job, _ in second.items) == ["a", "b", "b", "b"]
+
+
 def test_the_oldest_request_progresses_in_every_batch_despite_a_stream_of_queries() -> None:
     queue = scheduler(max_batch_tokens=256, max_batch_inputs=4)
     big = make_job([60] * 10, "big")

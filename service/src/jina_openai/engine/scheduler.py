@@ -80,6 +80,10 @@ class BatchScheduler:
     def queued_requests(self) -> int:
         return len(self._jobs)
 
+    @property
+    def closed(self) -> bool:
+        return self._closed
+
     # --- request side ---------------------------------------------------------------------------
     def check_capacity(self) -> None:
         """Cheap pre-check before tokenizing: refuse when the queue is already full."""
