@@ -166,7 +166,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--clients", type=int, default=4)
     parser.add_argument("--min-inputs", type=int, default=1)
     parser.add_argument("--max-inputs", type=int, default=60)
-    parser.add_argument("--max-chars", type=int, default=160)
+    parser.add_argument("--max-chars", type=int, default=80)
     parser.add_argument("--chunks", type=int, default=5000)
     parser.add_argument("--warmup-fraction", type=float, default=0.2)
     parser.add_argument("--bound", type=float, default=1.0, help="MB per 1000 requests")

@@ -34,7 +34,11 @@ def test_bench_writes_a_complete_report(tmp_path: Path) -> None:
     result = run_module(
         "bench.run",
         "--seconds", "1.5",
-        "--sweep", "2",
+        "--index-clients", "2",
+        "--index-inputs", "4",
+        "--query-clients", "3",
+        "--sweep", "1,2",
+        "--sweep-shapes", "query,index",
         "--sweep-seconds", "1",
         "--overload-clients", "12",
         "--overload-seconds", "1.5",
@@ -60,6 +64,10 @@ def test_bench_writes_a_complete_report(tmp_path: Path) -> None:
                 assert set(group["statuses"]) <= {"200", "429"}, group["statuses"]
     assert set(report["loads"]["mixed"]["ours"]["groups"]) == {"index", "search"}
     assert report["overload"]["groups"]["index"]["clients"] == 12
+    assert set(report["overload"]["groups"]["index"]["statuses"]) <= {"200", "429"}
+    for shape in ("query", "index"):
+        assert set(report["sweep"][shape]["ours"]) == {"1", "2"}
+    assert len(report["allocator"]) == 1
     markdown = (tmp_path / "benchmarks.md").read_text()
     for heading in ("## In-process limit", "## Targets", "## Loads", "## Concurrency sweep"):
         assert heading in markdown

@@ -133,3 +133,18 @@ def test_glibc_malloc_trim_is_found_and_callable() -> None:
     trim = load_malloc_trim()
     assert trim is not None
     assert trim(0) in (0, 1)
+
+
+class FakeEmbedder:
+    max_input_tokens = 256
+
+    def prepare(self, ids: list[int]) -> list[int]:
+        return [101, *ids, 102]
+
+
+def test_token_estimate_before_tokenizing_is_capped_per_input() -> None:
+    from jina_openai.engine.input_preparation import InputPreparer
+
+    preparer = InputPreparer(FakeEmbedder(), truncate=True)  # type: ignore[arg-type]
+    assert preparer.estimate_tokens([[1, 2, 3], list(range(1000))], token_ids=True) == 5 + 256
+    assert preparer.estimate_tokens(["x" * 400, "y" * 5000], token_ids=False) == 102 + 256

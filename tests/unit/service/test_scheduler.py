@@ -227,3 +227,41 @@ def test_retry_after_follows_measured_throughput() -> None:
     with pytest.raises(QueueFullError) as refused:
         queue.submit(make_job([4000]))
     assert refused.value.retry_after_s == 4
+
+
+def test_reservations_refuse_a_crowd_before_it_is_tokenized() -> None:
+    queue = scheduler(max_queued_tokens=1000)
+    first = queue.reserve(400)
+    queue.reserve(400)
+    with pytest.raises(QueueFullError) as refused:
+        queue.reserve(400)
+    assert refused.value.retry_after_s >= 1
+    queue.release(first)
+    assert queue.reserve(400) == 400
+    assert queue.reserved_tokens == 800
+    assert queue.reserve(200) == 200
+    with pytest.raises(QueueFullError):
+        queue.check_capacity()  # full now
+
+
+def test_submit_turns_a_reservation_into_the_measured_admission() -> None:
+    queue = scheduler(max_queued_tokens=1000)
+    reserved = queue.reserve(600)
+    queue.submit(make_job([250, 250]), reserved=reserved)  # the estimate was high
+    assert (queue.reserved_tokens, queue.admitted_tokens) == (0, 500)
+    empty = scheduler(max_queued_tokens=1000)
+    reserved = empty.reserve(5000)  # capped at the whole queue: the real size decides
+    assert reserved == 1000
+    with pytest.raises(RequestTooLargeError):
+        empty.submit(make_job([600, 600]), reserved=reserved)
+    assert empty.reserved_tokens == 0  # given back whatever the outcome
+
+
+def test_reservations_count_as_waiting_requests() -> None:
+    queue = scheduler(max_queued_requests=2)
+    queue.submit(make_job([5]))
+    queue.reserve(5)
+    with pytest.raises(QueueFullError):
+        queue.reserve(5)
+    with pytest.raises(QueueFullError):
+        queue.submit(make_job([5]))

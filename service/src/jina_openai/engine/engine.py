@@ -21,7 +21,7 @@ import psutil
 import torch
 
 from jina_openai.engine.allocator import MallocTrimmer
-from jina_openai.engine.errors import EngineNotReadyError, InferenceFailedError
+from jina_openai.engine.errors import EngineError, EngineNotReadyError, InferenceFailedError
 from jina_openai.engine.inference_worker import InferenceWorker
 from jina_openai.engine.input_preparation import InputPreparer, PreparedInputs
 from jina_openai.engine.job import EmbeddingJob
@@ -282,8 +282,25 @@ class EmbeddingEngine:
         assert self._pool is not None
         return await asyncio.get_running_loop().run_in_executor(self._pool, call)
 
-    def submit(self, prepared: PreparedInputs, *, request_id: str) -> SubmittedJob:
-        embedder, scheduler, _ = self.ensure_ready()
+    def reserve(self, inputs: RawInputs, *, token_ids: bool) -> int:
+        """Before tokenizing: hold the request's estimated tokens of the queue, or raise
+        QueueFullError at once. Pass the result to `submit`, or to `release` on failure."""
+        _, scheduler, preparer = self.ensure_ready()
+        return scheduler.reserve(preparer.estimate_tokens(inputs, token_ids=token_ids))
+
+    def release(self, reserved: int) -> None:
+        if self.scheduler is not None:
+            self.scheduler.release(reserved)
+
+    def submit(
+        self, prepared: PreparedInputs, *, request_id: str, reserved: int | None = None
+    ) -> SubmittedJob:
+        try:
+            embedder, scheduler, _ = self.ensure_ready()
+        except EngineError:
+            if reserved is not None:
+                self.release(reserved)
+            raise
         loop = asyncio.get_running_loop()
         future: asyncio.Future[EmbeddingJob] = loop.create_future()
 
@@ -299,7 +316,7 @@ class EmbeddingEngine:
             admitted_at=self._clock(),
             on_finished=finished,
         )
-        scheduler.submit(job)
+        scheduler.submit(job, reserved=reserved)
         return SubmittedJob(job, future, scheduler)
 
     def drop(self, submitted: SubmittedJob) -> int:
