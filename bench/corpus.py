@@ -17,13 +17,14 @@ MIN_CHUNK_CHARS = 100
 def code_chunks(count: int, *, max_chars: int = MAX_CHUNK_CHARS) -> list[str]:
     """`count` chunks of up to `max_chars` characters, cut at line ends, deterministic."""
     stdlib = Path(sysconfig.get_paths()["stdlib"])
+    min_chars = min(MIN_CHUNK_CHARS, max_chars // 2)
     chunks: list[str] = []
     for source in sorted(stdlib.glob("*.py")):
         text = source.read_text(encoding="utf-8", errors="replace")
         current = ""
         for line in text.splitlines(keepends=True):
             if len(current) + len(line) > max_chars:
-                if len(current) >= MIN_CHUNK_CHARS:
+                if len(current) >= min_chars:
                     chunks.append(current)
                     if len(chunks) >= count:
                         return chunks

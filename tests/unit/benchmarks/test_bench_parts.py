@@ -55,3 +55,9 @@ def test_soak_slope_ignores_warmup_and_finds_a_leak() -> None:
 def test_least_squares_degenerate_inputs() -> None:
     assert least_squares([], []) == (0.0, 0.0)
     assert least_squares([5.0, 5.0], [1.0, 3.0]) == (0.0, 2.0)
+
+
+def test_short_chunks_for_the_soak() -> None:
+    chunks = code_chunks(200, max_chars=80)
+    assert len(chunks) == 200
+    assert all(40 <= len(chunk) <= 80 for chunk in chunks)

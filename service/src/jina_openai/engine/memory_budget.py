@@ -20,7 +20,7 @@ output dimension for the BERT family). So with budget B:
 each at least its floor (a batch of one longest input always runs; the queue holds at least
 one full batch and QUEUE_FLOOR tokens, so that a Roo Code request of 60 full chunks is never
 413). Explicit `max_batch_tokens` / `max_queued_tokens` settings win. The constants
-were measured with all-MiniLM-L6-v2 and JinaBERT v2 on CPU (docs/benchmarks.md). On CUDA the
+were measured with all-MiniLM-L6-v2 on CPU (see ACTIVATION_BYTES_PER_TOKEN_PER_WIDTH). On CUDA the
 activations live in GPU memory: the budget bounds only the queue, batch tokens keep their
 device default. Sizes are MiB, as systemd's `MemoryHigh=...M`.
 """
@@ -34,8 +34,10 @@ RESERVE_MB = 96
 ALLOCATOR_SLACK = 2.0
 BATCH_SHARE = 0.75
 # Peak activation bytes of one padded token, per unit of hidden width, in float32: measured
-# peak RSS growth of a forward pass / (padded tokens x hidden width).
-ACTIVATION_BYTES_PER_TOKEN_PER_WIDTH = 48.0
+# peak RSS growth of a forward pass / (padded tokens x hidden width) = 88-90 for
+# all-MiniLM-L6-v2, 16 x 256 tokens, MALLOC_ARENA_MAX=2 (attention scores included: they grow
+# with the sequence length, so check long-context models against their startup log line).
+ACTIVATION_BYTES_PER_TOKEN_PER_WIDTH = 96.0
 QUEUED_TOKEN_BYTES = 128
 QUEUE_DEFAULT = 262_144
 MIN_BATCH_TOKENS = 256
