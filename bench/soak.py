@@ -8,8 +8,9 @@ characters (short, so that 20k requests fit in minutes on 2 CPU cores: the soak 
 leaks per request, not for throughput). The service runs under its production gunicorn
 configuration with worker recycling off (`JINA_OPENAI_MAX_REQUESTS=0`: recycling would hide a
 leak). RSS of the whole process tree is sampled every second with the number of requests done;
-a least-squares line through the samples after the warmup fraction gives the slope in MB per
-1000 requests. Exit status 1 when it exceeds `--bound` (default 1 MB / 1000 requests: with
+after the warmup fraction, the lowest sample of each of 10 equal request windows (the floor RSS
+returns to between batches; single samples swing by a batch's activations) gives, by least
+squares, the slope in MB per 1000 requests. Exit status 1 when it exceeds `--bound` (default 1 MB / 1000 requests: with
 the production recycling after 10000 requests that is at most ~10 MB per worker lifetime, 1 %
 of a 1 GB budget; a real leak of one response, ~40 KB per request, is 40x over it).
 """
@@ -35,6 +36,8 @@ from bench.rss import tree_rss_mb
 from bench.run import default_model, loadavg, usable_cores
 from bench.servers import API_KEY, serve
 
+FIT_WINDOWS = 10
+
 
 def least_squares(xs: list[float], ys: list[float]) -> tuple[float, float]:
     """(slope, intercept) of the least-squares line; (0, mean) for fewer than two distinct x."""
@@ -49,15 +52,29 @@ def least_squares(xs: list[float], ys: list[float]) -> tuple[float, float]:
     return slope, mean_y - slope * mean_x
 
 
-def fit_after_warmup(samples: list[list[float]], warmup_fraction: float) -> dict[str, float]:
-    """Fit RSS (MB) against requests done over the samples past the warmup fraction."""
+def fit_after_warmup(
+    samples: list[list[float]], warmup_fraction: float, windows: int = FIT_WINDOWS
+) -> dict[str, float]:
+    """Fit RSS (MB) against requests done past the warmup fraction, through the lowest sample
+    of each of `windows` equal request windows: RSS swings by a batch's activations (tens of
+    MB) from second to second, while a leak raises the floor it returns to."""
     total = samples[-1][1] if samples else 0
     start = warmup_fraction * total
     kept = [s for s in samples if s[1] >= start]
-    slope, intercept = least_squares([s[1] for s in kept], [s[2] for s in kept])
+    floors: list[list[float]] = []
+    if kept:
+        width = max((total - start) / windows, 1e-9)
+        by_window: dict[int, list[float]] = {}
+        for sample in kept:
+            index = min(windows - 1, int((sample[1] - start) / width))
+            if index not in by_window or sample[2] < by_window[index][2]:
+                by_window[index] = sample
+        floors = [by_window[i] for i in sorted(by_window)]
+    slope, intercept = least_squares([s[1] for s in floors], [s[2] for s in floors])
     return {
         "from_requests": start,
-        "points": len(kept),
+        "points": len(floors),
+        "samples": len(kept),
         "slope_mb_per_request": slope,
         "intercept_mb": intercept,
     }
