@@ -10,9 +10,10 @@ configuration with worker recycling off (`JINA_OPENAI_MAX_REQUESTS=0`: recycling
 leak). RSS of the whole process tree is sampled every second with the number of requests done;
 after the warmup fraction, the lowest sample of each of 10 equal request windows (the floor RSS
 returns to between batches; single samples swing by a batch's activations) gives, by least
-squares, the slope in MB per 1000 requests. Exit status 1 when it exceeds `--bound` (default 1 MB / 1000 requests: with
-the production recycling after 10000 requests that is at most ~10 MB per worker lifetime, 1 %
-of a 1 GB budget; a real leak of one response, ~40 KB per request, is 40x over it).
+squares, the slope in MB per 1000 requests. Exit status 1 when it exceeds `--bound` (default
+1 MB / 1000 requests: with the production recycling after 10000 requests that is at most
+~10 MB per worker lifetime, 1 % of a 1 GB budget; a real leak of one response, ~40 KB per
+request, is 40x over it).
 """
 
 from __future__ import annotations
