@@ -9,6 +9,9 @@
 #   make test        lint + unit + molecule
 #   make image       build (or reuse) the Debian 12 systemd test-host image
 #   make wheelhouse  the embeddings service and its pinned dependencies as wheels, in build/wheelhouse
+#   make bench       in-process limit vs our service vs the naive baseline; writes docs/benchmarks.md
+#                    (~20 min on 2 cores; BENCH_ARGS="--model DIR --device cuda" for the jina model)
+#   make soak        long mixed load (20k requests); fails when RSS grows (SOAK_ARGS to change it)
 
 SHELL := /bin/bash
 .DEFAULT_GOAL := help
@@ -24,7 +27,7 @@ export HF_HUB_OFFLINE := 1
 # $(call timed,NAME,COMMAND): run COMMAND, then print how long it took and its exit status.
 timed = @start=$$(date +%s); ( $(2) ); rc=$$?; echo "== $(1): $$(( $$(date +%s) - start ))s (exit $$rc)"; exit $$rc
 
-.PHONY: help setup lint unit molecule test image wheelhouse clean demo demo-down
+.PHONY: help setup lint unit molecule test image wheelhouse demo demo-down bench soak clean
 
 help:
 	@sed -n 's/^#   //p' $(firstword $(MAKEFILE_LIST))
@@ -76,6 +79,15 @@ demo: setup image wheelhouse
 
 demo-down:
 	demo/demo.sh down
+
+# Loopback only; every load is bounded in time and requests (bench/README.md).
+BENCH_ARGS ?=
+SOAK_ARGS ?=
+bench: setup
+	$(call timed,bench,$(BIN)/python -m bench.run $(BENCH_ARGS))
+
+soak: setup
+	$(call timed,soak,$(BIN)/python -m bench.soak $(SOAK_ARGS))
 
 clean:
 	rm -rf build .pytest_cache .ruff_cache

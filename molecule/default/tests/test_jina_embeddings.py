@@ -269,6 +269,16 @@ def test_memory_limits_follow_host_memory(state):
     assert show["MemoryAccounting"] == "yes"
 
 
+def test_memory_budget_and_allocator_settings_follow_the_unit(state):
+    memtotal_mb = state["memtotal_kb"] // 1024
+    budget = int(memtotal_mb * 0.4) - 64  # MemoryHigh less the master, one worker
+    assert f'JINA_OPENAI_MEMORY_BUDGET_MB="{budget}"' in state["env_lines"]
+    assert 'JINA_OPENAI_MALLOC_TRIM_INTERVAL_S="1.0"' in state["env_lines"]
+    limits = state["info"]["json"]["limits"]
+    assert 256 <= limits["max_batch_tokens"] <= 4096
+    assert 65536 <= limits["max_queued_tokens"] <= 262144
+
+
 def test_worker_memory_after_warmup_is_below_memory_high(state):
     rss_kib = sum(int(p[2]) for p in state["processes"])
     count = len(state["processes"])

@@ -73,6 +73,8 @@ def create_app(
             tokenizer_threads=settings.tokenizer_threads,
             torch_threads=settings.torch_threads or usable_cpu_count(),
             warmup=settings.warmup,
+            memory_budget_mb=settings.memory_budget_mb,
+            malloc_trim_interval_s=settings.malloc_trim_interval_s,
         ),
         load=lambda: load(settings),
         observer=metrics,

@@ -42,6 +42,8 @@ _SERVE_FLAGS: dict[str, tuple[str, dict[str, Any]]] = {
     ),
     "--max-batch-tokens": ("max_batch_tokens", {"type": int}),
     "--max-queued-tokens": ("max_queued_tokens", {"type": int}),
+    "--memory-budget-mb": ("memory_budget_mb", {"type": int}),
+    "--malloc-trim-interval-s": ("malloc_trim_interval_s", {"type": float}),
     "--max-inputs-per-request": ("max_inputs_per_request", {"type": int}),
     "--max-body-bytes": ("max_body_bytes", {"type": int}),
     "--log-level": ("log_level", {"choices": ["debug", "info", "warning", "error", "critical"]}),

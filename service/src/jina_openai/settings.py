@@ -100,12 +100,28 @@ class Settings(BaseSettings):
         "default 4096 on CPU, 16384 on CUDA.",
     )
     max_batch_inputs: int = Field(default=256, ge=1)
-    max_queued_tokens: int = Field(
-        default=262_144,
+    max_queued_tokens: int | None = Field(
+        default=None,
         ge=16,
-        description="Admitted, unfinished tokens; above it requests get 429 + Retry-After.",
+        description="Admitted, unfinished tokens; above it requests get 429 + Retry-After. "
+        "Default: derived from memory_budget_mb, at most 262144.",
     )
     max_queued_requests: int = Field(default=1024, ge=1)
+
+    # --- memory ------------------------------------------------------------------------------
+    memory_budget_mb: int | None = Field(
+        default=None,
+        ge=128,
+        description="Resident memory (MiB) the process must stay under (e.g. systemd MemoryHigh); "
+        "max_batch_tokens and max_queued_tokens are derived from it unless set. "
+        "None: their fixed defaults.",
+    )
+    malloc_trim_interval_s: float = Field(
+        default=1.0,
+        ge=0,
+        description="Return freed heap memory to the system (glibc malloc_trim) at most this "
+        "often while batches run, and once when idle; 0 disables it.",
+    )
 
     # --- logging -----------------------------------------------------------------------------
     log_level: Literal["debug", "info", "warning", "error", "critical"] = "info"

@@ -87,6 +87,43 @@ def test_one_input_query_rides_in_the_next_batch_behind_hundreds_of_chunks() -> 
     assert any(job is query for job, _ in second.items)
 
 
+def test_queries_behind_index_requests_get_a_short_batch_of_their_own() -> None:
+    queue = scheduler(max_batch_tokens=4096, max_batch_inputs=256, max_queued_tokens=200_000)
+    index = [make_job([250] * 60, f"index{i}") for i in range(10)]
+    for job in index:
+        queue.submit(job)
+    running = queue.next_batch(timeout=0)
+    assert running is not None
+    assert len(running.items) == 16  # a full batch of chunks
+    queries = [make_job([40], "q1"), make_job([30, 35], "q2")]
+    for job in queries:
+        queue.submit(job)
+    batch = queue.next_batch(timeout=0)
+    assert batch is not None
+    jobs = {job.request_id for job, _ in batch.items}
+    # The queries, plus one chunk of the oldest request (which must not starve), nothing else.
+    assert jobs == {"q1", "q2", "index0"}
+    assert len(batch.items) == 4
+    assert batch.padded_tokens == 4 * 250
+    # Then indexing goes on in full batches.
+    after = queue.next_batch(timeout=0)
+    assert after is not None
+    assert len(after.items) == 16
+
+
+def test_the_tail_of_a_big_request_counts_as_small() -> None:
+    queue = scheduler(max_batch_tokens=1000, max_batch_inputs=256)
+    queue.submit(make_job([100] * 30, "a"))
+    queue.submit(make_job([100] * 12, "b"))
+    first = queue.next_batch(timeout=0)
+    assert first is not None
+    assert sorted(job.request_id for job, _ in first.items) == ["a"] + ["b"] * 9
+    # "b" has 3 inputs left: small, so it finishes in a short batch (plus one of "a").
+    second = queue.next_batch(timeout=0)
+    assert second is not None
+    assert sorted(job.request_id for job, _ in second.items) == ["a", "b", "b", "b"]
+
+
 def test_the_oldest_request_progresses_in_every_batch_despite_a_stream_of_queries() -> None:
     queue = scheduler(max_batch_tokens=256, max_batch_inputs=4)
     big = make_job([60] * 10, "big")
@@ -190,3 +227,41 @@ def test_retry_after_follows_measured_throughput() -> None:
     with pytest.raises(QueueFullError) as refused:
         queue.submit(make_job([4000]))
     assert refused.value.retry_after_s == 4
+
+
+def test_reservations_refuse_a_crowd_before_it_is_tokenized() -> None:
+    queue = scheduler(max_queued_tokens=1000)
+    first = queue.reserve(400)
+    queue.reserve(400)
+    with pytest.raises(QueueFullError) as refused:
+        queue.reserve(400)
+    assert refused.value.retry_after_s >= 1
+    queue.release(first)
+    assert queue.reserve(400) == 400
+    assert queue.reserved_tokens == 800
+    assert queue.reserve(200) == 200
+    with pytest.raises(QueueFullError):
+        queue.check_capacity()  # full now
+
+
+def test_submit_turns_a_reservation_into_the_measured_admission() -> None:
+    queue = scheduler(max_queued_tokens=1000)
+    reserved = queue.reserve(600)
+    queue.submit(make_job([250, 250]), reserved=reserved)  # the estimate was high
+    assert (queue.reserved_tokens, queue.admitted_tokens) == (0, 500)
+    empty = scheduler(max_queued_tokens=1000)
+    reserved = empty.reserve(5000)  # capped at the whole queue: the real size decides
+    assert reserved == 1000
+    with pytest.raises(RequestTooLargeError):
+        empty.submit(make_job([600, 600]), reserved=reserved)
+    assert empty.reserved_tokens == 0  # given back whatever the outcome
+
+
+def test_reservations_count_as_waiting_requests() -> None:
+    queue = scheduler(max_queued_requests=2)
+    queue.submit(make_job([5]))
+    queue.reserve(5)
+    with pytest.raises(QueueFullError):
+        queue.reserve(5)
+    with pytest.raises(QueueFullError):
+        queue.submit(make_job([5]))

@@ -44,7 +44,7 @@ async def create_embeddings(request: Request) -> Response:
     _check_content_type(request)
     parsed = _parse(await request.body())
     try:
-        embedder, scheduler, _ = state.engine.ensure_ready()
+        embedder, _, _ = state.engine.ensure_ready()
     except EngineError as exc:
         raise api_error_from(exc) from exc
     model = _resolve_model(parsed.model, state)
@@ -60,15 +60,20 @@ async def create_embeddings(request: Request) -> Response:
     record.inputs = len(normalized.items)
     engine = state.engine
     try:
-        scheduler.check_capacity()
+        # Refused here in milliseconds when the queue is full: before tokenizing, not after.
+        reserved = engine.reserve(normalized.items, token_ids=normalized.token_ids)
         started = time.perf_counter()
-        prepared = await engine.prepare(
-            normalized.items, token_ids=normalized.token_ids, single=normalized.single
-        )
+        try:
+            prepared = await engine.prepare(
+                normalized.items, token_ids=normalized.token_ids, single=normalized.single
+            )
+        except BaseException:
+            engine.release(reserved)
+            raise
         record.tokenize_ms = (time.perf_counter() - started) * 1000
         record.tokens = prepared.token_count
         record.truncated_inputs = prepared.truncated_inputs or None
-        submitted = engine.submit(prepared, request_id=record.request_id)
+        submitted = engine.submit(prepared, request_id=record.request_id, reserved=reserved)
     except EngineError as exc:
         raise api_error_from(exc) from exc
     try:

@@ -9,7 +9,12 @@ A batch costs `longest input x number of inputs` padded tokens and must stay wit
    order). A one-input search query that arrives behind hundreds of indexing chunks therefore
    rides in the very next batch, and equal-sized requests finish one after another instead of
    all at the end.
-3. Inside a request, inputs no longer than the batch's current longest come first, longest of
+3. Small requests (at most `SMALL_REQUEST_INPUTS` pending inputs: searches) take a batch of
+   their own while they wait: besides rule 1's one input of the oldest request, such a batch
+   holds only small requests. A query then waits for the running batch and one short forward
+   pass, not for a full batch of indexing chunks; big requests still advance by rule 1, and
+   small requests cost about as much per input alone as batched (on CPU).
+4. Inside a request, inputs no longer than the batch's current longest come first, longest of
    them first (they cost no extra padding and leave short inputs to batch with short ones);
    then longer inputs in ascending length while they still fit.
 
@@ -29,6 +34,9 @@ class QueuedRequest(Protocol):
     pending_tokens: int
     pending_lengths: list[int]  # ascending
     pending_indices: list[int]  # input index of each pending length
+
+
+SMALL_REQUEST_INPUTS = 4
 
 
 @dataclass(frozen=True)
@@ -78,7 +86,10 @@ def select_batch(
     oldest = waiting[0]
     builder.add(oldest, 0)
     taken_from_oldest = 1
-    for request in sorted(waiting, key=lambda r: (r.pending_tokens, r.seq)):
+    small = [r for r in waiting if len(r.pending_lengths) <= SMALL_REQUEST_INPUTS]
+    # The lane opens for small requests other than the oldest (which rule 1 already serves).
+    candidates = small if small and small != [oldest] else waiting
+    for request in sorted(candidates, key=lambda r: (r.pending_tokens, r.seq)):
         if builder.full:
             break
         skip = taken_from_oldest if request is oldest else 0

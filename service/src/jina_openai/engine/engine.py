@@ -17,10 +17,15 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
-from jina_openai.engine.errors import EngineNotReadyError, InferenceFailedError
+import psutil
+import torch
+
+from jina_openai.engine.allocator import MallocTrimmer
+from jina_openai.engine.errors import EngineError, EngineNotReadyError, InferenceFailedError
 from jina_openai.engine.inference_worker import InferenceWorker
 from jina_openai.engine.input_preparation import InputPreparer, PreparedInputs
 from jina_openai.engine.job import EmbeddingJob
+from jina_openai.engine.memory_budget import derive_bounds, peak_mb
 from jina_openai.engine.observer import EngineObserver, NullObserver
 from jina_openai.engine.scheduler import Batch, BatchScheduler, SchedulerLimits
 from jina_openai.engine.throughput import ThroughputEstimator
@@ -44,12 +49,14 @@ class EngineState(enum.StrEnum):
 class EngineConfig:
     max_batch_tokens: int | None  # None: by device (DEFAULT_BATCH_TOKENS)
     max_batch_inputs: int
-    max_queued_tokens: int
+    max_queued_tokens: int | None  # None: derived from the memory budget (or the default)
     max_queued_requests: int
     truncate_inputs: bool
     tokenizer_threads: int
     torch_threads: int | None
     warmup: bool
+    memory_budget_mb: int | None = None  # see engine/memory_budget.py
+    malloc_trim_interval_s: float = 0.0  # see engine/allocator.py
 
 
 RawInputs = list[str] | list[list[int]]
@@ -114,6 +121,7 @@ class EmbeddingEngine:
             torch_threads=self.config.torch_threads,
             on_ready=self._ready,
             on_failure=self._failed,
+            trimmer=MallocTrimmer(self.config.malloc_trim_interval_s),
             clock=self._clock,
         )
         self._worker.start()
@@ -167,13 +175,43 @@ class EmbeddingEngine:
         return embedder, self.scheduler
 
     def _limits(self, embedder: Embedder) -> SchedulerLimits:
-        batch_tokens = self.config.max_batch_tokens or DEFAULT_BATCH_TOKENS.get(
-            embedder.device.type, DEFAULT_BATCH_TOKENS["cpu"]
-        )
-        return SchedulerLimits(
-            max_batch_tokens=batch_tokens,
-            max_batch_inputs=self.config.max_batch_inputs,
+        resident_mb = psutil.Process().memory_info().rss / (1 << 20)
+        dtype_bytes = max(1, torch.finfo(embedder.dtype).bits // 8)
+        bounds = derive_bounds(
+            budget_mb=self.config.memory_budget_mb,
+            resident_mb=resident_mb,
+            hidden=embedder.dimension,
+            dtype_bytes=dtype_bytes,
+            on_gpu=embedder.device.type == "cuda",
+            max_input_tokens=embedder.max_input_tokens,
+            default_batch_tokens=DEFAULT_BATCH_TOKENS.get(
+                embedder.device.type, DEFAULT_BATCH_TOKENS["cpu"]
+            ),
+            max_batch_tokens=self.config.max_batch_tokens,
             max_queued_tokens=self.config.max_queued_tokens,
+        )
+        if self.config.memory_budget_mb is not None:
+            bound = peak_mb(
+                resident_mb=resident_mb,
+                hidden=embedder.dimension,
+                dtype_bytes=dtype_bytes,
+                max_batch_tokens=bounds.max_batch_tokens,
+                max_queued_tokens=bounds.max_queued_tokens,
+            )
+            log = logger.warning if bound > self.config.memory_budget_mb else logger.info
+            log(
+                "memory budget %d MiB, %.0f MiB resident after loading: batch budget %d tokens, "
+                "queue budget %d tokens, expected peak %.0f MiB",
+                self.config.memory_budget_mb,
+                resident_mb,
+                bounds.max_batch_tokens,
+                bounds.max_queued_tokens,
+                bound,
+            )
+        return SchedulerLimits(
+            max_batch_tokens=bounds.max_batch_tokens,
+            max_batch_inputs=self.config.max_batch_inputs,
+            max_queued_tokens=bounds.max_queued_tokens,
             max_queued_requests=self.config.max_queued_requests,
         )
 
@@ -244,8 +282,25 @@ class EmbeddingEngine:
         assert self._pool is not None
         return await asyncio.get_running_loop().run_in_executor(self._pool, call)
 
-    def submit(self, prepared: PreparedInputs, *, request_id: str) -> SubmittedJob:
-        embedder, scheduler, _ = self.ensure_ready()
+    def reserve(self, inputs: RawInputs, *, token_ids: bool) -> int:
+        """Before tokenizing: hold the request's estimated tokens of the queue, or raise
+        QueueFullError at once. Pass the result to `submit`, or to `release` on failure."""
+        _, scheduler, preparer = self.ensure_ready()
+        return scheduler.reserve(preparer.estimate_tokens(inputs, token_ids=token_ids))
+
+    def release(self, reserved: int) -> None:
+        if self.scheduler is not None:
+            self.scheduler.release(reserved)
+
+    def submit(
+        self, prepared: PreparedInputs, *, request_id: str, reserved: int | None = None
+    ) -> SubmittedJob:
+        try:
+            embedder, scheduler, _ = self.ensure_ready()
+        except EngineError:
+            if reserved is not None:
+                self.release(reserved)
+            raise
         loop = asyncio.get_running_loop()
         future: asyncio.Future[EmbeddingJob] = loop.create_future()
 
@@ -261,7 +316,7 @@ class EmbeddingEngine:
             admitted_at=self._clock(),
             on_finished=finished,
         )
-        scheduler.submit(job)
+        scheduler.submit(job, reserved=reserved)
         return SubmittedJob(job, future, scheduler)
 
     def drop(self, submitted: SubmittedJob) -> int:

@@ -16,6 +16,7 @@ from collections.abc import Callable
 import numpy as np
 import torch
 
+from jina_openai.engine.allocator import MallocTrimmer
 from jina_openai.engine.errors import InferenceFailedError
 from jina_openai.engine.job import EmbeddingJob
 from jina_openai.engine.observer import EngineObserver
@@ -38,9 +39,11 @@ class InferenceWorker:
         torch_threads: int | None,
         on_ready: Callable[[], None],
         on_failure: Callable[[BaseException, Batch | None], None],
+        trimmer: MallocTrimmer | None = None,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self._startup = startup
+        self._trimmer = trimmer or MallocTrimmer(0)
         self._observer = observer
         self._throughput = throughput
         self._torch_threads = torch_threads
@@ -73,9 +76,16 @@ class InferenceWorker:
         self._on_ready()
         batch: Batch | None = None
         try:
-            while (batch := scheduler.next_batch()) is not None:
+            while True:
+                batch = scheduler.next_batch(timeout=self._trimmer.idle_timeout())
+                if batch is None:
+                    if scheduler.closed:
+                        break
+                    self._trimmer.idle()  # no work for one trim interval
+                    continue
                 self._process(embedder, scheduler, batch)
                 batch = None  # hold no request while waiting for the next batch
+                self._trimmer.batch_done()
         except BaseException as exc:  # a bug, not a model error: stop serving, loudly
             logger.exception("inference thread crashed")
             self._on_failure(exc, batch)

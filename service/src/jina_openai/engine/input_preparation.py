@@ -23,12 +23,25 @@ class PreparedInputs:
     truncated_inputs: int
 
 
+CHARS_PER_TOKEN = 4
+
+
 class InputPreparer:
     def __init__(self, embedder: Embedder, *, truncate: bool) -> None:
         self._embedder = embedder
         self._truncate = truncate
         self.special_tokens = len(embedder.prepare([]))
         self.max_content_tokens = embedder.max_input_tokens - self.special_tokens
+
+    def estimate_tokens(self, inputs: list[str] | list[list[int]], *, token_ids: bool) -> int:
+        """Tokens the inputs will hold once prepared, before tokenizing: exact for token ids;
+        for text ~CHARS_PER_TOKEN characters per token (code and English with WordPiece/BPE
+        average 3.5-4.5), each capped at the model maximum. Admission reserves this much of the
+        queue while the request is tokenized."""
+        cap = self._embedder.max_input_tokens
+        if token_ids:
+            return sum(min(cap, len(ids) + self.special_tokens) for ids in inputs)
+        return sum(min(cap, len(text) // CHARS_PER_TOKEN + self.special_tokens) for text in inputs)
 
     def prepare_texts(self, texts: list[str], *, single: bool) -> PreparedInputs:
         try:

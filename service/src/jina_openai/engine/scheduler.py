@@ -5,6 +5,10 @@ embedded (queued plus in the running batch) stay within `max_queued_tokens`; oth
 refused at once with a `Retry-After` estimated from the measured throughput. The queue is
 therefore bounded in tokens (memory and waiting time) and in requests.
 
+Before a request is tokenized it `reserve`s its estimated tokens (and a request slot): a crowd
+of clients is refused at the door in milliseconds instead of first queueing for the
+tokenization pool; `submit` turns the reservation into the real, measured admission.
+
 Thread-safety: every method takes the internal condition's lock; `next_batch` blocks the
 inference thread until work arrives or the scheduler is closed.
 """
@@ -59,6 +63,8 @@ class BatchScheduler:
         self._seq = itertools.count()
         self._batch_ids = itertools.count()
         self._admitted_tokens = 0
+        self._reserved_tokens = 0  # estimates of requests being tokenized
+        self._reservations = 0
         self._queued_tokens = 0
         self._queued_inputs = 0
         self._closed = False
@@ -80,28 +86,61 @@ class BatchScheduler:
     def queued_requests(self) -> int:
         return len(self._jobs)
 
+    @property
+    def closed(self) -> bool:
+        return self._closed
+
     # --- request side ---------------------------------------------------------------------------
+    @property
+    def reserved_tokens(self) -> int:
+        return self._reserved_tokens
+
     def check_capacity(self) -> None:
         """Cheap pre-check before tokenizing: refuse when the queue is already full."""
-        with self._condition:
-            if self._admitted_tokens >= self.limits.max_queued_tokens:
-                raise self._queue_full(self._admitted_tokens - self.limits.max_queued_tokens + 1)
-            if len(self._jobs) >= self.limits.max_queued_requests:
-                raise self._queue_full(0, requests=True)
+        self.release(self.reserve(0))
 
-    def submit(self, job: EmbeddingJob) -> None:
-        if job.total_tokens > self.limits.max_queued_tokens:
-            raise RequestTooLargeError(
-                f"the request holds {job.total_tokens} tokens, more than the "
-                f"{self.limits.max_queued_tokens} this server queues at once; split it"
-            )
+    def reserve(self, estimated_tokens: int) -> int:
+        """Hold `estimated_tokens` of the queue (at most all of it: a request too large for
+        the queue is judged on its real size by `submit`) and one request slot while the
+        request is tokenized, or refuse at once. Returns what to pass to `submit` / `release`."""
+        tokens = min(max(0, estimated_tokens), self.limits.max_queued_tokens)
         with self._condition:
             if self._closed:
                 raise QueueFullError("the server is shutting down", retry_after_s=5)
-            excess = self._admitted_tokens + job.total_tokens - self.limits.max_queued_tokens
+            held = self._admitted_tokens + self._reserved_tokens
+            if held >= self.limits.max_queued_tokens or (
+                tokens and held + tokens > self.limits.max_queued_tokens
+            ):
+                raise self._queue_full(held + tokens - self.limits.max_queued_tokens + 1)
+            if len(self._jobs) + self._reservations >= self.limits.max_queued_requests:
+                raise self._queue_full(0, requests=True)
+            self._reserved_tokens += tokens
+            self._reservations += 1
+            return tokens
+
+    def release(self, reserved: int) -> None:
+        """Give back a reservation that will not be submitted (the request failed)."""
+        with self._condition:
+            self._release_reservation(reserved)
+
+    def submit(self, job: EmbeddingJob, *, reserved: int | None = None) -> None:
+        """Admit the job, turning its reservation (if any: `reserve`'s return) into admission;
+        the reservation is given back whatever the outcome."""
+        with self._condition:
+            if reserved is not None:
+                self._release_reservation(reserved)
+            if job.total_tokens > self.limits.max_queued_tokens:
+                raise RequestTooLargeError(
+                    f"the request holds {job.total_tokens} tokens, more than the "
+                    f"{self.limits.max_queued_tokens} this server queues at once; split it"
+                )
+            if self._closed:
+                raise QueueFullError("the server is shutting down", retry_after_s=5)
+            held = self._admitted_tokens + self._reserved_tokens
+            excess = held + job.total_tokens - self.limits.max_queued_tokens
             if excess > 0:
                 raise self._queue_full(excess)
-            if len(self._jobs) >= self.limits.max_queued_requests:
+            if len(self._jobs) + self._reservations >= self.limits.max_queued_requests:
                 raise self._queue_full(0, requests=True)
             job.seq = next(self._seq)
             self._jobs[job.seq] = job
@@ -178,6 +217,12 @@ class BatchScheduler:
             return jobs
 
     # --- internals ------------------------------------------------------------------------------
+    def _release_reservation(self, reserved: int) -> None:
+        self._reserved_tokens -= reserved
+        self._reservations -= 1
+        assert self._reserved_tokens >= 0
+        assert self._reservations >= 0
+
     def _release_pending(self, job: EmbeddingJob) -> None:
         self._admitted_tokens -= job.pending_tokens
         self._queued_tokens -= job.pending_tokens

@@ -1,0 +1,1 @@
+"""Benchmarks and the soak test of the embeddings service (`make bench`, `make soak`)."""

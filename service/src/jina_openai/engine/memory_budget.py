@@ -1,0 +1,106 @@
+"""Token bounds derived from one memory budget (`JINA_OPENAI_MEMORY_BUDGET_MB`).
+
+The process's resident memory under any load is bounded by
+
+    resident_after_load                       (measured once the model is loaded)
+  + RESERVE_MB                                (Python heap, HTTP buffers, tokenizer, metrics)
+  + ALLOCATOR_SLACK x max_batch_tokens x A    (activations of one forward pass; A bytes per
+                                               padded token, the allocator may keep a freed
+                                               pass's memory while the next one runs)
+  + max_queued_tokens x QUEUED_TOKEN_BYTES    (admitted work: request text, token ids,
+                                               output vectors, response bytes)
+
+with A = ACTIVATION_BYTES_PER_TOKEN_PER_WIDTH x hidden width x dtype bytes / 4 (hidden width =
+output dimension for the BERT family). So with budget B:
+
+    free              = B - resident_after_load - RESERVE_MB
+    max_batch_tokens  = min(device default, BATCH_SHARE x free / (ALLOCATOR_SLACK x A))
+    max_queued_tokens = min(QUEUE_DEFAULT,  (1 - BATCH_SHARE) x free / QUEUED_TOKEN_BYTES)
+
+each at least its floor (a batch of one longest input always runs; the queue holds at least
+one full batch and QUEUE_FLOOR tokens, so that a Roo Code request of 60 full chunks is never
+413). Explicit `max_batch_tokens` / `max_queued_tokens` settings win. The constants
+were measured with all-MiniLM-L6-v2 on CPU (see ACTIVATION_BYTES_PER_TOKEN_PER_WIDTH). On CUDA the
+activations live in GPU memory: the budget bounds only the queue, batch tokens keep their
+device default. Sizes are MiB, as systemd's `MemoryHigh=...M`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+MIB = 1 << 20
+RESERVE_MB = 96
+ALLOCATOR_SLACK = 2.0
+BATCH_SHARE = 0.75
+# Peak activation bytes of one padded token, per unit of hidden width, in float32: measured
+# peak RSS growth of a forward pass / (padded tokens x hidden width) = 88-90 for
+# all-MiniLM-L6-v2, 16 x 256 tokens, MALLOC_ARENA_MAX=2 (attention scores included: they grow
+# with the sequence length, so check long-context models against their startup log line).
+ACTIVATION_BYTES_PER_TOKEN_PER_WIDTH = 96.0
+QUEUED_TOKEN_BYTES = 128
+QUEUE_DEFAULT = 262_144
+MIN_BATCH_TOKENS = 256
+QUEUE_FLOOR = 65_536
+
+
+@dataclass(frozen=True)
+class DerivedBounds:
+    max_batch_tokens: int
+    max_queued_tokens: int
+    free_mb: float  # what the budget leaves after the loaded model and the reserve
+
+
+def activation_bytes_per_token(hidden: int, dtype_bytes: int) -> float:
+    return ACTIVATION_BYTES_PER_TOKEN_PER_WIDTH * hidden * dtype_bytes / 4
+
+
+def derive_bounds(
+    *,
+    budget_mb: int | None,
+    resident_mb: float,
+    hidden: int,
+    dtype_bytes: int,
+    on_gpu: bool,
+    max_input_tokens: int,
+    default_batch_tokens: int,
+    max_batch_tokens: int | None = None,
+    max_queued_tokens: int | None = None,
+) -> DerivedBounds:
+    """The scheduler's token bounds; explicit settings (not None) are kept as they are."""
+    floor_batch = min(MIN_BATCH_TOKENS, max_input_tokens)
+    if budget_mb is None:
+        batch = max_batch_tokens or default_batch_tokens
+        return DerivedBounds(batch, max_queued_tokens or QUEUE_DEFAULT, float("inf"))
+    free_mb = budget_mb - resident_mb - RESERVE_MB
+    free_bytes = max(0.0, free_mb) * MIB
+    if max_batch_tokens is not None:
+        batch = max_batch_tokens
+    elif on_gpu:
+        batch = default_batch_tokens
+    else:
+        per_token = ALLOCATOR_SLACK * activation_bytes_per_token(hidden, dtype_bytes)
+        batch = int(BATCH_SHARE * free_bytes / per_token)
+        batch = max(floor_batch, min(default_batch_tokens, batch))
+    if max_queued_tokens is not None:
+        queued = max_queued_tokens
+    else:
+        share = 1.0 if on_gpu else 1.0 - BATCH_SHARE
+        queued = int(share * free_bytes / QUEUED_TOKEN_BYTES)
+        queued = max(batch, QUEUE_FLOOR, min(QUEUE_DEFAULT, queued))
+    return DerivedBounds(batch, queued, free_mb)
+
+
+def peak_mb(
+    *,
+    resident_mb: float,
+    hidden: int,
+    dtype_bytes: int,
+    max_batch_tokens: int,
+    max_queued_tokens: int,
+) -> float:
+    """The bound on resident memory the formula promises for these token bounds."""
+    activations = (
+        ALLOCATOR_SLACK * max_batch_tokens * activation_bytes_per_token(hidden, dtype_bytes)
+    )
+    return resident_mb + RESERVE_MB + (activations + max_queued_tokens * QUEUED_TOKEN_BYTES) / MIB
