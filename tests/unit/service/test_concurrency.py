@@ -327,3 +327,42 @@ def test_nothing_is_kept_per_request(instrumented_app: Any, monkeypatch: Any) ->
         gc.collect()
         assert len(jobs) == 40
         assert [ref for ref in jobs if ref() is not None] == []
+
+
+def test_a_full_queue_refuses_before_reading_the_body(instrumented_app: Any) -> None:
+    """429 comes from the queue state alone: even a body that is not JSON is not looked at."""
+    with instrumented_app(gated=True, max_queued_requests=1) as (client, embedder):
+        scheduler = client.app.state.service.engine.scheduler  # type: ignore[attr-defined]
+
+        def wait_for(condition: Any) -> None:
+            deadline = time.monotonic() + 10
+            while not condition() and time.monotonic() < deadline:
+                time.sleep(0.01)
+            assert condition()
+
+        with ThreadPoolExecutor(max_workers=2) as pool:
+            # The first request runs (held at the gate), the second waits: the queue is full.
+            running = pool.submit(client.post, "/v1/embeddings", json={"input": ["def f(): 1"]})
+            wait_for(lambda: scheduler.admitted_tokens > 0 and scheduler.queued_requests == 0)
+            waiting = pool.submit(client.post, "/v1/embeddings", json={"input": ["def g(): 2"]})
+            wait_for(lambda: scheduler.queued_requests == 1)
+            refused = client.post(
+                "/v1/embeddings",
+                content=b"{not json",
+                headers={"content-type": "application/json"},
+            )
+            assert_error(refused, 429, code="server_overloaded")
+            assert int(refused.headers["retry-after"]) >= 1
+            embedder.gate.set()
+            assert running.result(timeout=30).status_code == 200
+            assert waiting.result(timeout=30).status_code == 200
+        # With room again, the same body is judged on its content.
+        assert_error(
+            client.post(
+                "/v1/embeddings",
+                content=b"{not json",
+                headers={"content-type": "application/json"},
+            ),
+            400,
+            code="invalid_json",
+        )

@@ -5,8 +5,12 @@ from __future__ import annotations
 import pytest
 from jina_openai.engine.allocator import MallocTrimmer, load_malloc_trim
 from jina_openai.engine.memory_budget import (
+    ALLOCATOR_SLACK,
+    GPU_BATCH_SHARE,
+    GPU_MAX_BATCH_TOKENS,
     QUEUE_DEFAULT,
     QUEUE_FLOOR,
+    activation_bytes_per_token,
     derive_bounds,
     peak_mb,
 )
@@ -148,3 +152,49 @@ def test_token_estimate_before_tokenizing_is_capped_per_input() -> None:
     preparer = InputPreparer(FakeEmbedder(), truncate=True)  # type: ignore[arg-type]
     assert preparer.estimate_tokens([[1, 2, 3], list(range(1000))], token_ids=True) == 5 + 256
     assert preparer.estimate_tokens(["x" * 400, "y" * 5000], token_ids=False) == 102 + 256
+
+
+JINA_FP16 = {"hidden": 768, "dtype_bytes": 2, "max_input_tokens": 8192}
+
+
+def test_on_gpu_the_batch_budget_follows_the_free_gpu_memory() -> None:
+    per_token = ALLOCATOR_SLACK * activation_bytes_per_token(768, 2)
+    small, large = (
+        derive_bounds(
+            budget_mb=None,
+            resident_mb=900,
+            on_gpu=True,
+            default_batch_tokens=16384,
+            gpu_free_mb=free_mb,
+            **JINA_FP16,
+        ).max_batch_tokens
+        for free_mb in (2000, 4000)
+    )
+    assert small == int(GPU_BATCH_SHARE * 2000 * (1 << 20) / per_token)
+    assert 256 < small < large < GPU_MAX_BATCH_TOKENS
+    with_budget = derive_bounds(
+        budget_mb=1500,
+        resident_mb=1400,
+        on_gpu=True,
+        default_batch_tokens=16384,
+        gpu_free_mb=2000,
+        **JINA_FP16,
+    )
+    assert with_budget.max_batch_tokens == small  # host memory bounds only the queue
+
+
+def test_gpu_batch_budget_is_capped_and_floored_and_explicit_settings_win() -> None:
+    def batch(free_mb: float, explicit: int | None = None) -> int:
+        return derive_bounds(
+            budget_mb=None,
+            resident_mb=900,
+            on_gpu=True,
+            default_batch_tokens=16384,
+            gpu_free_mb=free_mb,
+            max_batch_tokens=explicit,
+            **JINA_FP16,
+        ).max_batch_tokens
+
+    assert batch(140_000) == GPU_MAX_BATCH_TOKENS
+    assert batch(1) == 256
+    assert batch(4000, explicit=1024) == 1024

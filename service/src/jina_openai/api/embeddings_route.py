@@ -42,6 +42,12 @@ async def create_embeddings(request: Request) -> Response:
     state = service(request)
     record = get_record(request.scope)
     _check_content_type(request)
+    try:
+        # A full queue answers 429 before the body is read and parsed: under a crowd, reading
+        # hundreds of large bodies on the event loop would delay every refusal.
+        state.engine.check_capacity()
+    except EngineError as exc:
+        raise api_error_from(exc) from exc
     parsed = _parse(await request.body())
     try:
         embedder, _, _ = state.engine.ensure_ready()

@@ -34,7 +34,7 @@ from jina_openai.models.base import Embedder
 
 logger = logging.getLogger(__name__)
 
-DEFAULT_BATCH_TOKENS = {"cpu": 4096, "cuda": 16384}
+DEFAULT_BATCH_TOKENS = {"cpu": 2048, "cuda": 16384}
 LOADING_RETRY_AFTER_S = 5
 
 
@@ -183,6 +183,7 @@ class EmbeddingEngine:
             hidden=embedder.dimension,
             dtype_bytes=dtype_bytes,
             on_gpu=embedder.device.type == "cuda",
+            gpu_free_mb=_gpu_free_mb(embedder.device),
             max_input_tokens=embedder.max_input_tokens,
             default_batch_tokens=DEFAULT_BATCH_TOKENS.get(
                 embedder.device.type, DEFAULT_BATCH_TOKENS["cpu"]
@@ -282,6 +283,13 @@ class EmbeddingEngine:
         assert self._pool is not None
         return await asyncio.get_running_loop().run_in_executor(self._pool, call)
 
+    def check_capacity(self) -> None:
+        """Before the request body is even read: raise QueueFullError when the queue is full
+        already, so that a crowd is answered 429 in milliseconds (and EngineNotReadyError while
+        the model is not ready)."""
+        _, scheduler, _ = self.ensure_ready()
+        scheduler.check_capacity()
+
     def reserve(self, inputs: RawInputs, *, token_ids: bool) -> int:
         """Before tokenizing: hold the request's estimated tokens of the queue, or raise
         QueueFullError at once. Pass the result to `submit`, or to `release` on failure."""
@@ -346,3 +354,11 @@ def _bind(
         return method(inputs, single=single)
 
     return call
+
+
+def _gpu_free_mb(device: torch.device) -> float | None:
+    """Free memory of the model's GPU once the model is loaded (None on CPU)."""
+    if device.type != "cuda":
+        return None
+    free_bytes, _ = torch.cuda.mem_get_info(device)
+    return free_bytes / (1 << 20)

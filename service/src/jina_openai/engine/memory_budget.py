@@ -22,7 +22,14 @@ one full batch and QUEUE_FLOOR tokens, so that a Roo Code request of 60 full chu
 413). Explicit `max_batch_tokens` / `max_queued_tokens` settings win. The constants
 were measured with all-MiniLM-L6-v2 on CPU (see ACTIVATION_BYTES_PER_TOKEN_PER_WIDTH). On CUDA the
 activations live in GPU memory: the budget bounds only the queue, batch tokens keep their
-device default. Sizes are MiB, as systemd's `MemoryHigh=...M`.
+device default, or, when the GPU's free memory after loading (G) is known,
+
+    max_batch_tokens  = clamp(GPU_BATCH_SHARE x G / (ALLOCATOR_SLACK x A),
+                              floor, GPU_MAX_BATCH_TOKENS)
+
+with A at the model's dtype (2 bytes for float16). The same estimate as on CPU, so conservative
+for SDPA's fused kernels; an out-of-memory batch is split in halves anyway. Sizes are MiB, as
+systemd's `MemoryHigh=...M` (which does not cover GPU memory).
 """
 
 from __future__ import annotations
@@ -42,6 +49,10 @@ QUEUED_TOKEN_BYTES = 128
 QUEUE_DEFAULT = 262_144
 MIN_BATCH_TOKENS = 256
 QUEUE_FLOOR = 65_536
+# Half the GPU memory left after loading goes to one pass's activations; beyond 64k padded
+# tokens a pass gains no throughput and only makes queries wait longer behind it.
+GPU_BATCH_SHARE = 0.5
+GPU_MAX_BATCH_TOKENS = 65_536
 
 
 @dataclass(frozen=True)
@@ -66,18 +77,25 @@ def derive_bounds(
     default_batch_tokens: int,
     max_batch_tokens: int | None = None,
     max_queued_tokens: int | None = None,
+    gpu_free_mb: float | None = None,
 ) -> DerivedBounds:
     """The scheduler's token bounds; explicit settings (not None) are kept as they are."""
     floor_batch = min(MIN_BATCH_TOKENS, max_input_tokens)
+    gpu_batch = None
+    if on_gpu and max_batch_tokens is None and gpu_free_mb is not None:
+        gpu_batch = gpu_batch_tokens(
+            gpu_free_mb=gpu_free_mb, hidden=hidden, dtype_bytes=dtype_bytes, floor=floor_batch
+        )
     if budget_mb is None:
-        batch = max_batch_tokens or default_batch_tokens
-        return DerivedBounds(batch, max_queued_tokens or QUEUE_DEFAULT, float("inf"))
+        batch = max_batch_tokens or gpu_batch or default_batch_tokens
+        queued = max_queued_tokens if max_queued_tokens is not None else max(batch, QUEUE_DEFAULT)
+        return DerivedBounds(batch, queued, float("inf"))
     free_mb = budget_mb - resident_mb - RESERVE_MB
     free_bytes = max(0.0, free_mb) * MIB
     if max_batch_tokens is not None:
         batch = max_batch_tokens
     elif on_gpu:
-        batch = default_batch_tokens
+        batch = gpu_batch or default_batch_tokens
     else:
         per_token = ALLOCATOR_SLACK * activation_bytes_per_token(hidden, dtype_bytes)
         batch = int(BATCH_SHARE * free_bytes / per_token)
@@ -89,6 +107,13 @@ def derive_bounds(
         queued = int(share * free_bytes / QUEUED_TOKEN_BYTES)
         queued = max(batch, QUEUE_FLOOR, min(QUEUE_DEFAULT, queued))
     return DerivedBounds(batch, queued, free_mb)
+
+
+def gpu_batch_tokens(*, gpu_free_mb: float, hidden: int, dtype_bytes: int, floor: int) -> int:
+    """Padded tokens per forward pass that fit GPU_BATCH_SHARE of the GPU's free memory."""
+    per_token = ALLOCATOR_SLACK * activation_bytes_per_token(hidden, dtype_bytes)
+    tokens = int(GPU_BATCH_SHARE * max(0.0, gpu_free_mb) * MIB / per_token)
+    return max(floor, min(GPU_MAX_BATCH_TOKENS, tokens))
 
 
 def peak_mb(
