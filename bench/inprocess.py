@@ -16,8 +16,6 @@ from pathlib import Path
 
 from bench.corpus import code_chunks
 
-DEFAULT_BATCH_TOKENS = {"cpu": 4096, "cuda": 16384}
-
 
 def ideal_batches(lengths: list[int], max_batch_tokens: int) -> list[list[int]]:
     """Positions of `lengths` (ascending) grouped so that longest x count <= the budget."""
@@ -37,11 +35,14 @@ def measure(
     model: Path, *, device: str, threads: int, inputs: int, max_batch_tokens: int | None
 ) -> dict[str, object]:
     import torch
+    from jina_openai.engine.engine import DEFAULT_BATCH_TOKENS
     from jina_openai.models.registry import load_embedder
 
     torch.set_num_threads(threads)
     embedder = load_embedder(model, device=device)
-    budget = max_batch_tokens or DEFAULT_BATCH_TOKENS.get(embedder.device.type, 4096)
+    budget = max_batch_tokens or DEFAULT_BATCH_TOKENS.get(
+        embedder.device.type, DEFAULT_BATCH_TOKENS["cpu"]
+    )
     texts = code_chunks(inputs)
     warm = sorted(embedder.prepare(ids) for ids in embedder.tokenize(texts[:64]))
     with torch.inference_mode():

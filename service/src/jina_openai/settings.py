@@ -97,7 +97,7 @@ class Settings(BaseSettings):
         default=None,
         ge=16,
         description="Padded tokens (longest input x inputs) per forward pass; "
-        "default 2048 on CPU, 16384 on CUDA (from the GPU memory when it can be read).",
+        "default 4096 on CPU, 16384 on CUDA (from the GPU memory when it can be read).",
     )
     max_batch_inputs: int = Field(default=256, ge=1)
     max_queued_tokens: int | None = Field(

@@ -34,7 +34,7 @@ from jina_openai.models.base import Embedder
 
 logger = logging.getLogger(__name__)
 
-DEFAULT_BATCH_TOKENS = {"cpu": 2048, "cuda": 16384}
+DEFAULT_BATCH_TOKENS = {"cpu": 4096, "cuda": 16384}
 LOADING_RETRY_AFTER_S = 5
 
 
