@@ -296,6 +296,16 @@ def test_process_management(state):
     assert f"argv[]={VENV}/bin/gunicorn --config {GUNICORN_FILE}" in show["ExecStart"]
 
 
+def test_connection_and_fault_bounds_follow_the_role(state):
+    assert state["show"]["LimitNOFILE"] == "8192"
+    limits = state["info"]["json"]["limits"]
+    assert limits["max_body_bytes"] == 2 * 1024 * 1024
+    assert (limits["header_timeout_s"], limits["body_timeout_s"]) == (10.0, 30.0)
+    assert limits["max_connections"] == 1024  # fits LimitNOFILE, so not lowered
+    assert (limits["request_timeout_s"], limits["batch_timeout_s"]) == (270.0, 120.0)
+    assert 0 < limits["max_request_tokens"] <= limits["max_queued_tokens"] // 4
+
+
 def test_hardening(state):
     show = state["show"]
     expected = {

@@ -1,4 +1,4 @@
-#!/usr/bin/python3
+#!/usr/bin/python3 -I
 """jina-stack: operate the code-search stack (Qdrant + the embeddings service) on this host.
 
     jina-stack ACTION [TARGET] [--lines N] [--follow] [--timeout S]

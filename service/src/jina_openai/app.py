@@ -17,7 +17,6 @@ from fastapi import FastAPI
 import jina_openai
 from jina_openai.api import embeddings_route, health_routes, metrics_route, models_route
 from jina_openai.api.auth import HEALTH_PATHS, ApiKeyMiddleware
-from jina_openai.api.body_limit import BodySizeLimitMiddleware
 from jina_openai.api.errors import install_error_handlers
 from jina_openai.api.openapi_docs import install_openapi
 from jina_openai.api.request_log import RequestLogMiddleware
@@ -75,6 +74,9 @@ def create_app(
             warmup=settings.warmup,
             memory_budget_mb=settings.memory_budget_mb,
             malloc_trim_interval_s=settings.malloc_trim_interval_s,
+            request_timeout_s=settings.request_timeout_s,
+            batch_timeout_s=settings.batch_timeout_s,
+            max_consecutive_failed_batches=settings.max_consecutive_failed_batches,
         ),
         load=lambda: load(settings),
         observer=metrics,
@@ -110,8 +112,8 @@ def create_app(
     for module in (embeddings_route, models_route, health_routes, metrics_route):
         app.include_router(module.router)
     install_openapi(app)
-    # Added innermost first: RequestLog -> ApiKey -> BodySizeLimit -> routes.
-    app.add_middleware(BodySizeLimitMiddleware, max_body_bytes=settings.max_body_bytes)
+    # Added innermost first: RequestLog -> ApiKey -> routes. The embeddings route reads its
+    # body itself, after admission (api/request_body.py).
     if settings.api_keys:
         open_paths = HEALTH_PATHS if settings.open_health_endpoints else frozenset()
         app.add_middleware(ApiKeyMiddleware, keys=settings.api_key_values(), open_paths=open_paths)

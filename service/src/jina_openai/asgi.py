@@ -4,14 +4,15 @@
     gunicorn -c python:jina_openai.gunicorn_conf jina_openai.asgi:app
     uvicorn --factory jina_openai.asgi:create_app
 
-Settings come from the `JINA_OPENAI_*` environment. `app` is built on first access (module
-`__getattr__`), so importing this module does nothing.
+Settings come from the `JINA_OPENAI_*` environment. `app` is built when the attribute is looked
+up (module `__getattr__`: a new app on each lookup), so importing this module does nothing.
 """
 
 from __future__ import annotations
 
 import logging
 import os
+import time
 from typing import Any
 
 from fastapi import FastAPI
@@ -23,15 +24,23 @@ from jina_openai.settings import Settings
 # A model that cannot load: the status gunicorn's arbiter reads as "worker failed to boot" (it
 # then stops rather than respawning the worker forever); uvicorn uses it for startup failures.
 EXIT_LOAD_FAILURE = 3
-# The inference thread died after loading: a plain failure, so gunicorn respawns the worker and
-# systemd (Restart=on-failure) restarts `jina-openai serve`.
+# The inference thread died, hung or gave up after loading: a plain failure, so gunicorn respawns
+# the worker and systemd (Restart=on-failure) restarts `jina-openai serve`.
 EXIT_ENGINE_FAILURE = 1
 
 
+# After the engine gave up, the event loop gets this long to answer the requests it just failed
+# (500 / 503 rather than a reset connection) before the process ends.
+EXIT_GRACE_S = 1.0
+
+
 def exit_process_on_engine_failure(exc: BaseException, during_load: bool) -> None:
-    """A server process without a working model is useless: log, flush, exit."""
-    what = "the model could not be loaded" if during_load else "the inference thread died"
+    """A server process without a working model is useless: log, flush, exit. Called on the
+    inference or watchdog thread (the inference thread may be hung: only exiting ends it)."""
+    what = "the model could not be loaded" if during_load else "the inference thread gave up"
     logging.getLogger(__name__).critical("exiting: %s: %s", what, exc)
+    if not during_load:
+        time.sleep(EXIT_GRACE_S)
     logging.shutdown()
     os._exit(EXIT_LOAD_FAILURE if during_load else EXIT_ENGINE_FAILURE)
 

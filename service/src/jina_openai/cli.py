@@ -46,6 +46,15 @@ _SERVE_FLAGS: dict[str, tuple[str, dict[str, Any]]] = {
     "--malloc-trim-interval-s": ("malloc_trim_interval_s", {"type": float}),
     "--max-inputs-per-request": ("max_inputs_per_request", {"type": int}),
     "--max-body-bytes": ("max_body_bytes", {"type": int}),
+    "--request-timeout-s": ("request_timeout_s", {"type": float}),
+    "--batch-timeout-s": ("batch_timeout_s", {"type": float}),
+    "--header-timeout-s": ("header_timeout_s", {"type": float}),
+    "--body-timeout-s": ("body_timeout_s", {"type": float}),
+    "--max-connections": ("max_connections", {"type": int}),
+    "--trusted-proxy": (
+        "trusted_proxies",
+        {"action": "append", "metavar": "ADDR", "help": "believe X-Forwarded-For from ADDR"},
+    ),
     "--log-level": ("log_level", {"choices": ["debug", "info", "warning", "error", "critical"]}),
     "--log-format": ("log_format", {"choices": ["json", "text"]}),
     "--no-warmup": ("warmup", {"action": "store_const", "const": False}),
@@ -103,6 +112,7 @@ def _serve(args: argparse.Namespace) -> int:
         return 2
     from jina_openai.app import create_app
     from jina_openai.asgi import exit_process_on_engine_failure
+    from jina_openai.http_server import uvicorn_options
     from jina_openai.logging_config import configure_logging
 
     configure_logging(settings.log_level, settings.log_format)
@@ -114,8 +124,8 @@ def _serve(args: argparse.Namespace) -> int:
         log_config=None,
         access_log=False,
         lifespan="on",
-        timeout_keep_alive=settings.keepalive,
         timeout_graceful_shutdown=settings.graceful_timeout,
+        **uvicorn_options(settings),
     )
     return 0
 

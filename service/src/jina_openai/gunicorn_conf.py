@@ -3,8 +3,9 @@
     gunicorn -c python:jina_openai.gunicorn_conf 'jina_openai.asgi:create_app()'
 
 Read from the same `JINA_OPENAI_*` environment as the app. Workers are uvicorn workers (the
-maintained `uvicorn-worker` package), one per device by default: each loads its own model copy
-in its own lifespan, after the fork. The master never imports the app, torch or CUDA
+maintained `uvicorn-worker` package) with this service's connection bounds and proxy trust
+(`jina_openai.http_server.BoundedUvicornWorker`), one per device by default: each loads its
+own model copy in its own lifespan, after the fork. The master never imports the app, torch or CUDA
 (`preload_app = False`). Workers are recycled after `max_requests` (+ jitter) and given
 `graceful_timeout` seconds to finish in-flight requests.
 """
@@ -22,6 +23,7 @@ __all__ = [  # what `from jina_openai.gunicorn_conf import *` gives a deployment
     "accesslog",
     "bind",
     "errorlog",
+    "forwarded_allow_ips",
     "graceful_timeout",
     "keepalive",
     "loglevel",
@@ -38,7 +40,9 @@ _settings = Settings()  # type: ignore[call-arg]  # a gunicorn config module is 
 
 bind = [bind_address(_settings.host, _settings.port)]
 workers = _settings.workers
-worker_class = "uvicorn_worker.UvicornWorker"
+worker_class = "jina_openai.http_server.BoundedUvicornWorker"
+# Only configured proxies may set X-Forwarded-For (gunicorn's default trusts 127.0.0.1).
+forwarded_allow_ips = ",".join(_settings.trusted_proxies)
 preload_app = False
 max_requests = _settings.max_requests
 max_requests_jitter = _settings.max_requests_jitter

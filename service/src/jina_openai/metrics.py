@@ -138,6 +138,16 @@ class ServiceMetrics:
             "Tokens admitted, not yet embedded (queued + running); at most max_queued_tokens.",
             registry=registry,
         )
+        self.held_request_bytes = Gauge(
+            f"{PREFIX}_held_request_bytes",
+            "Request memory (bodies, texts, vectors, responses) held by requests in flight.",
+            registry=registry,
+        )
+        self.reserved_tokens = Gauge(
+            f"{PREFIX}_reserved_tokens",
+            "Estimated tokens of admitted requests not yet tokenized.",
+            registry=registry,
+        )
         self.rss_bytes = Gauge(
             f"{PREFIX}_process_resident_memory_bytes",
             "Resident memory of this process.",
@@ -160,6 +170,8 @@ class ServiceMetrics:
         self.queue_tokens.set_function(reading("queued_tokens"))
         self.queue_requests.set_function(reading("queued_requests"))
         self.admitted_tokens.set_function(reading("admitted_tokens"))
+        self.held_request_bytes.set_function(reading("held_bytes"))
+        self.reserved_tokens.set_function(reading("reserved_tokens"))
 
     def render(self) -> bytes:
         return generate_latest(self.registry)

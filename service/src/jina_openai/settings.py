@@ -77,10 +77,40 @@ class Settings(BaseSettings):
     open_health_endpoints: bool = Field(
         default=True, description="Serve /health, /ready and /metrics without an API key."
     )
+    trusted_proxies: Annotated[list[str], NoDecode] = Field(
+        default_factory=list,
+        description="Addresses whose X-Forwarded-For / X-Forwarded-Proto headers are believed "
+        "(a reverse proxy in front of the service). Empty: nobody's; every ssh-tunnel client "
+        "comes from loopback, so loopback is not trusted by default.",
+    )
+
+    # --- connections (the HTTP server's own bounds; see http_server.py) -----------------------
+    header_timeout_s: float = Field(
+        default=10.0,
+        gt=0,
+        description="A connection must deliver its request line and headers within this many "
+        "seconds of opening (or of its previous response), else it is closed.",
+    )
+    body_timeout_s: float = Field(
+        default=30.0, gt=0, description="The whole request body must arrive within this (408)."
+    )
+    max_connections: int = Field(
+        default=1024,
+        ge=1,
+        description="Open connections per worker; more are answered 503 and closed at once. "
+        "Lowered to fit the open-files limit (RLIMIT_NOFILE) less a reserve.",
+    )
 
     # --- request limits ----------------------------------------------------------------------
-    max_body_bytes: int = Field(default=8 * 1024 * 1024, ge=1024)
-    max_inputs_per_request: int = Field(default=2048, ge=1)
+    max_body_bytes: int = Field(
+        default=2 * 1024 * 1024,
+        ge=1024,
+        description="Request body limit (413). Roo Code's largest request, 200 chunks of "
+        "~1150 characters, is ~0.3 MB of JSON (1.4 MB even if every character were escaped).",
+    )
+    max_inputs_per_request: int = Field(
+        default=2048, ge=1, description="Items in `input` (OpenAI's own limit; Roo sends <= 200)."
+    )
     max_input_tokens: int | None = Field(
         default=None,
         ge=2,
@@ -107,6 +137,26 @@ class Settings(BaseSettings):
         "Default: derived from memory_budget_mb, at most 262144.",
     )
     max_queued_requests: int = Field(default=1024, ge=1)
+    request_timeout_s: float = Field(
+        default=270.0,
+        ge=0,
+        description="A request not answered this many seconds after admission is dropped and "
+        "gets 503 + Retry-After (below the 300 s after which Roo Code's client gives up); 0: none.",
+    )
+
+    # --- engine faults -----------------------------------------------------------------------
+    batch_timeout_s: float = Field(
+        default=120.0,
+        ge=0,
+        description="Watchdog: a forward pass running longer means a hung model; the worker "
+        "turns unready and exits so that gunicorn replaces it. 0: no watchdog.",
+    )
+    max_consecutive_failed_batches: int = Field(
+        default=5,
+        ge=0,
+        description="This many failing batches in a row mean a broken model: the worker turns "
+        "unready and exits. 0: never.",
+    )
 
     # --- memory ------------------------------------------------------------------------------
     memory_budget_mb: int | None = Field(
@@ -137,7 +187,7 @@ class Settings(BaseSettings):
     worker_timeout: int = Field(default=120, ge=1, description="gunicorn worker heartbeat timeout.")
     keepalive: int = Field(default=5, ge=0)
 
-    @field_validator("model_aliases", "api_keys", mode="before")
+    @field_validator("model_aliases", "api_keys", "trusted_proxies", mode="before")
     @classmethod
     def _parse_list(cls, value: Any) -> Any:
         return _split_list(value)

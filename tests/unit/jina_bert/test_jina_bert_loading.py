@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import re
 from pathlib import Path
@@ -237,6 +238,16 @@ def test_corrupt_tokenizer_is_named(odd_heads_dir: Path, tmp_path: Path) -> None
     (broken / "tokenizer.json").write_text("{}")
     with pytest.raises(CheckpointError, match=r"tokenizer\.json"):
         load(broken)
+
+
+def test_a_tokenizer_with_ids_beyond_the_embeddings_fails_the_load(
+    make_checkpoint: MakeCheckpoint,
+) -> None:
+    """Checked at load, so it never fails a batch that holds other users' requests: the
+    tokenizer emits 400 ids, these weights have 300 embeddings."""
+    small = make_checkpoint(dataclasses.replace(SPEC_ODD_HEADS, vocab=300))
+    with pytest.raises(CheckpointError, match="does not belong to these weights"):
+        load(small)
 
 
 def test_float16_on_cpu_is_rejected(odd_heads_dir: Path) -> None:

@@ -126,7 +126,12 @@ class InstrumentedEmbedder:
         self.batches: list[list[list[int]]] = []
         self.batch_started = threading.Event()
         self.fail_next: BaseException | None = None
+        self.fail_always: BaseException | None = None
         self.nan_next = False
+        self.tokenized: list[str] = []  # every text handed to the tokenizer
+        self.tokenize_gate = threading.Event()  # cleared: tokenization waits for it
+        self.tokenize_gate.set()
+        self.tokenize_started = threading.Event()
         for name in (
             "model_id",
             "dimension",
@@ -139,8 +144,11 @@ class InstrumentedEmbedder:
         ):
             setattr(self, name, getattr(inner, name))
 
-    def tokenize(self, texts: list[str]) -> list[list[int]]:
-        return self.inner.tokenize(texts)
+    def tokenize(self, texts: list[str], limit: int | None = None) -> list[list[int]]:
+        self.tokenize_started.set()
+        self.tokenize_gate.wait(timeout=30)
+        self.tokenized += texts
+        return self.inner.tokenize(texts, limit)
 
     def prepare(self, ids: list[int]) -> list[int]:
         return self.inner.prepare(ids)
@@ -154,6 +162,8 @@ class InstrumentedEmbedder:
         if self.fail_next is not None:
             error, self.fail_next = self.fail_next, None
             raise error
+        if self.fail_always is not None:
+            raise self.fail_always
         vectors = self.inner.embed(batch)
         if self.nan_next:
             self.nan_next = False
@@ -166,6 +176,27 @@ class InstrumentedEmbedder:
 
 
 # --- apps ---------------------------------------------------------------------------------------
+def asgi_post_scope(content_length: int | None, path: str = "/v1/embeddings") -> dict[str, Any]:
+    """The ASGI scope of a JSON POST from 127.0.0.1, for driving an app without a server."""
+    headers = [(b"content-type", b"application/json"), (b"host", b"testserver")]
+    if content_length is not None:
+        headers.append((b"content-length", str(content_length).encode()))
+    return {
+        "type": "http",
+        "asgi": {"version": "3.0"},
+        "http_version": "1.1",
+        "method": "POST",
+        "scheme": "http",
+        "path": path,
+        "raw_path": path.encode(),
+        "query_string": b"",
+        "root_path": "",
+        "client": ("127.0.0.1", 5000),
+        "server": ("testserver", 80),
+        "headers": headers,
+    }
+
+
 def make_settings(model_dir: Path, **overrides: Any) -> Settings:
     values: dict[str, Any] = {"model_dir": model_dir, "torch_threads": 1, "tokenizer_threads": 1}
     values.update(overrides)
@@ -188,9 +219,10 @@ def running_app(
     settings: Settings,
     *,
     embedder_loader: Callable[[Settings], Embedder] | None = None,
+    on_engine_failure: Callable[[BaseException, bool], None] | None = None,
     ready: bool = True,
 ) -> Iterator[TestClient]:
-    app = create_app(settings, embedder_loader=embedder_loader)
+    app = create_app(settings, embedder_loader=embedder_loader, on_engine_failure=on_engine_failure)
     with TestClient(app, raise_server_exceptions=True) as client:
         if ready:
             headers = (
@@ -237,8 +269,13 @@ def instrumented_app(
 
     @contextmanager
     def factory(
-        *, delay_s: float = 0.0, gated: bool = False, **overrides: Any
+        *,
+        delay_s: float = 0.0,
+        gated: bool = False,
+        app_options: dict[str, Any] | None = None,
+        **overrides: Any,
     ) -> Iterator[tuple[TestClient, InstrumentedEmbedder]]:
+        app_options = app_options or {}
         settings = make_settings(tiny_model_dir, model_id="tiny-bert", warmup=False, **overrides)
         holder: list[InstrumentedEmbedder] = []
 
@@ -249,11 +286,12 @@ def instrumented_app(
             holder.append(embedder)
             return embedder
 
-        with running_app(settings, embedder_loader=load) as client:
+        with running_app(settings, embedder_loader=load, **app_options) as client:
             try:
                 yield client, holder[0]
             finally:
                 holder[0].gate.set()
+                holder[0].tokenize_gate.set()
 
     return factory
 
@@ -316,10 +354,13 @@ def server_process(
     log_path: Path,
     ready_headers: dict[str, str] | None = None,
     wait: bool = True,
+    preexec_fn: Callable[[], None] | None = None,
 ) -> Iterator[ServerProcess]:
     full_env = {**os.environ, "HF_HUB_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false", **env}
     with log_path.open("wb") as log:
-        process = subprocess.Popen(args, env=full_env, stdout=log, stderr=subprocess.STDOUT)
+        process = subprocess.Popen(
+            args, env=full_env, stdout=log, stderr=subprocess.STDOUT, preexec_fn=preexec_fn
+        )
     server = ServerProcess(process, f"http://127.0.0.1:{port}", log_path)
     try:
         if wait:

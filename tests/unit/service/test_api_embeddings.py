@@ -140,8 +140,11 @@ def test_long_inputs_are_rejected_when_truncation_is_off(tiny_model_dir: Path) -
         )
 
 
-def test_request_holding_more_tokens_than_the_queue_is_413(tiny_model_dir: Path) -> None:
-    settings = make_settings(tiny_model_dir, max_queued_tokens=100, warmup=False)
+def test_request_holding_more_tokens_than_its_share_of_the_queue_is_413(
+    tiny_model_dir: Path,
+) -> None:
+    # One request may hold a quarter of the queue: 100 of 400 tokens; each input is 64.
+    settings = make_settings(tiny_model_dir, max_queued_tokens=400, warmup=False)
     with running_app(settings) as client:
         assert_error(
             embed(client, input=["word " * 60, "word " * 60]),
@@ -312,7 +315,7 @@ def test_huge_payloads_with_default_limits(tiny_model_dir: Path) -> None:
         many = embed(client, input=[f"item {i}" for i in range(2048)], encoding_format="base64")
         assert vectors_of(many).shape == (2048, 32)
         assert_error(embed(client, input=["x"] * 2049), 400, code="too_many_inputs")
-        long_text = embed(client, input="token " * 400_000)  # 2.4 MB in one input: truncated
+        long_text = embed(client, input="token " * 340_000)  # 2.0 MB in one input: truncated
         assert long_text.json()["usage"]["prompt_tokens"] == TINY_MAX_POSITIONS
-        too_big = json.dumps({"input": ["y" * (9 * 1024 * 1024)]}).encode()
+        too_big = json.dumps({"input": ["y" * (2 * 1024 * 1024)]}).encode()
         assert_error(client.post("/v1/embeddings", content=too_big), 413, code="request_too_large")

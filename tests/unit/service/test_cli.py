@@ -140,7 +140,8 @@ def test_gunicorn_config_reads_the_environment(monkeypatch: pytest.MonkeyPatch) 
     try:
         assert conf.bind == ["[::1]:4100"]
         assert conf.workers == 1
-        assert conf.worker_class == "uvicorn_worker.UvicornWorker"
+        assert conf.worker_class == "jina_openai.http_server.BoundedUvicornWorker"
+        assert conf.forwarded_allow_ips == ""  # no proxy is trusted unless configured
         assert conf.preload_app is False
         assert (conf.max_requests, conf.max_requests_jitter) == (500, 1000)
         assert conf.graceful_timeout == 30

@@ -21,6 +21,7 @@ from starlette.testclient import TestClient
 from .conftest import (
     MINILM_ID,
     InstrumentedEmbedder,
+    asgi_post_scope,
     reference_vectors,
     stdlib_texts,
 )
@@ -59,7 +60,8 @@ def test_many_concurrent_clients_each_get_their_own_vectors(
 def test_overload_is_refused_at_once_while_accepted_work_completes(
     instrumented_app: Any,
 ) -> None:
-    with instrumented_app(delay_s=0.05, max_queued_tokens=200, max_batch_tokens=128) as (
+    # A request of 3 inputs holds up to 3 x 64 tokens: a quarter of the queue (its share).
+    with instrumented_app(delay_s=0.05, max_queued_tokens=800, max_batch_tokens=128) as (
         client,
         _,
     ):
@@ -93,25 +95,7 @@ def test_overload_is_refused_at_once_while_accepted_work_completes(
 
 def _asgi_post(body: dict[str, Any]) -> tuple[dict[str, Any], list[dict[str, Any]]]:
     raw = json.dumps(body).encode()
-    scope = {
-        "type": "http",
-        "asgi": {"version": "3.0"},
-        "http_version": "1.1",
-        "method": "POST",
-        "scheme": "http",
-        "path": "/v1/embeddings",
-        "raw_path": b"/v1/embeddings",
-        "query_string": b"",
-        "root_path": "",
-        "client": ("127.0.0.1", 5000),
-        "server": ("testserver", 80),
-        "headers": [
-            (b"content-type", b"application/json"),
-            (b"host", b"testserver"),
-            (b"content-length", str(len(raw)).encode()),
-        ],
-    }
-    return scope, [{"type": "http.request", "body": raw, "more_body": False}]
+    return asgi_post_scope(len(raw)), [{"type": "http.request", "body": raw, "more_body": False}]
 
 
 def test_inputs_of_a_disconnected_client_are_dropped_before_inference(

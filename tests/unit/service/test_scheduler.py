@@ -173,7 +173,7 @@ def test_admission_refuses_with_retry_after_when_the_queue_is_full() -> None:
     assert refused.value.retry_after_s >= 1
     queue.submit(make_job([200]))  # still fits
     with pytest.raises(QueueFullError):
-        queue.check_capacity()
+        queue.reserve()  # full: refused before the body is read
 
 
 def test_a_request_larger_than_the_whole_queue_is_too_large_not_overload() -> None:
@@ -231,37 +231,84 @@ def test_retry_after_follows_measured_throughput() -> None:
 
 def test_reservations_refuse_a_crowd_before_it_is_tokenized() -> None:
     queue = scheduler(max_queued_tokens=1000)
-    first = queue.reserve(400)
-    queue.reserve(400)
+    first = queue.reserve()
+    queue.grow(first, estimated_tokens=400)
+    second = queue.reserve()
+    queue.grow(second, estimated_tokens=400)
+    third = queue.reserve()
     with pytest.raises(QueueFullError) as refused:
-        queue.reserve(400)
+        queue.grow(third, estimated_tokens=400)
     assert refused.value.retry_after_s >= 1
+    queue.release(third)
     queue.release(first)
-    assert queue.reserve(400) == 400
+    again = queue.reserve()
+    queue.grow(again, estimated_tokens=400)
     assert queue.reserved_tokens == 800
-    assert queue.reserve(200) == 200
+    last = queue.reserve()
+    queue.grow(last, estimated_tokens=200)
     with pytest.raises(QueueFullError):
-        queue.check_capacity()  # full now
+        queue.reserve()  # full now: refused before the body is read
 
 
 def test_submit_turns_a_reservation_into_the_measured_admission() -> None:
     queue = scheduler(max_queued_tokens=1000)
-    reserved = queue.reserve(600)
-    queue.submit(make_job([250, 250]), reserved=reserved)  # the estimate was high
+    reservation = queue.reserve()
+    queue.grow(reservation, estimated_tokens=600)
+    queue.submit(make_job([250, 250]), reservation=reservation)  # the estimate was high
     assert (queue.reserved_tokens, queue.admitted_tokens) == (0, 500)
-    empty = scheduler(max_queued_tokens=1000)
-    reserved = empty.reserve(5000)  # capped at the whole queue: the real size decides
-    assert reserved == 1000
+    queue.release(reservation)
+    assert queue.reserved_tokens == 0
+
+
+def test_one_request_holds_at_most_its_share_of_the_queue() -> None:
+    queue = scheduler(max_queued_tokens=1000, max_request_tokens=250)
+    big = queue.reserve()
+    queue.grow(big, estimated_tokens=5000)  # capped at its share: the real size decides
+    assert queue.reserved_tokens == 250
+    others = [queue.reserve() for _ in range(3)]
+    for other in others:
+        queue.grow(other, estimated_tokens=250)  # the rest of the queue stays for others
+    with pytest.raises(RequestTooLargeError) as too_large:
+        queue.submit(make_job([200, 200]), reservation=big)
+    assert too_large.value.code == "too_many_tokens"
+    assert queue.reserved_tokens == 750  # given back whatever the outcome
+    queue.release(big)
+
+
+def test_a_request_whose_lower_bound_exceeds_its_share_is_413_before_tokenizing() -> None:
+    queue = scheduler(max_queued_tokens=1000, max_request_tokens=250)
+    reservation = queue.reserve()
     with pytest.raises(RequestTooLargeError):
-        empty.submit(make_job([600, 600]), reserved=reserved)
-    assert empty.reserved_tokens == 0  # given back whatever the outcome
+        queue.grow(reservation, estimated_tokens=100, min_tokens=300)
+    queue.release(reservation)
+    assert (queue.reserved_tokens, queue.queued_requests) == (0, 0)
+
+
+def test_request_memory_is_bounded_per_request_and_in_total() -> None:
+    queue = scheduler(max_held_bytes=1000, max_request_bytes=500)
+    with pytest.raises(RequestTooLargeError) as too_large:
+        queue.reserve(600)  # a declared body that one request may never hold: 413 at once
+    assert too_large.value.code == "request_too_large"
+    first = queue.reserve(400)
+    with pytest.raises(RequestTooLargeError):
+        queue.grow(first, estimated_tokens=10, extra_bytes=200)  # texts and results: 600
+    second = queue.reserve(400)
+    with pytest.raises(QueueFullError):
+        queue.reserve(400)  # 1200 of 1000 bytes: wait for others to finish
+    assert queue.held_bytes == 800
+    queue.release(first)
+    queue.release(first)  # idempotent
+    queue.grow(second, estimated_tokens=10, extra_bytes=100)
+    assert (queue.held_bytes, second.peak_bytes) == (500, 500)
+    queue.release(second)
+    assert queue.held_bytes == 0
 
 
 def test_reservations_count_as_waiting_requests() -> None:
     queue = scheduler(max_queued_requests=2)
     queue.submit(make_job([5]))
-    queue.reserve(5)
+    queue.reserve()
     with pytest.raises(QueueFullError):
-        queue.reserve(5)
+        queue.reserve()
     with pytest.raises(QueueFullError):
         queue.submit(make_job([5]))

@@ -239,3 +239,62 @@ def test_gunicorn_stops_when_the_model_cannot_load(tmp_path: Path) -> None:
     with server_process(args, env=env, port=port, log_path=tmp_path / "log", wait=False) as server:
         assert server.process.wait(60) == 3  # the arbiter halts instead of respawning forever
         assert "does not exist" in server.log()
+
+
+def _children(pid: int) -> list[int]:
+    return [int(child) for child in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()]
+
+
+def _wait_for_new_ready_worker(server: ServerProcess, old: list[int]) -> list[int]:
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        children = _children(server.process.pid)
+        if children and children != old:
+            try:
+                if httpx.get(f"{server.base_url}/ready", timeout=2).status_code == 200:
+                    return children
+            except httpx.TransportError:
+                pass
+        time.sleep(0.1)
+    raise AssertionError(f"no new ready worker:\n{server.log()}")
+
+
+@pytest.mark.skipif(not Path("/proc/self/maps").exists(), reason="needs /proc")
+def test_a_hung_or_broken_model_gets_its_worker_replaced(
+    tiny_model_dir: Path, tmp_path: Path
+) -> None:
+    from bench.faulty_app import FAIL_MARKER, HANG_MARKER
+
+    port = free_port()
+    env = {
+        "JINA_OPENAI_MODEL_DIR": str(tiny_model_dir),
+        "JINA_OPENAI_PORT": str(port),
+        "JINA_OPENAI_TORCH_THREADS": "1",
+        "JINA_OPENAI_BATCH_TIMEOUT_S": "1",
+        "JINA_OPENAI_MAX_CONSECUTIVE_FAILED_BATCHES": "3",
+        "JINA_OPENAI_WARMUP": "false",
+    }
+    args = [
+        sys.executable,
+        "-m",
+        "gunicorn",
+        "-c",
+        "python:jina_openai.gunicorn_conf",
+        "bench.faulty_app:create_app()",
+    ]
+    url = f"http://127.0.0.1:{port}/v1/embeddings"
+    with server_process(args, env=env, port=port, log_path=tmp_path / "log") as server:
+        first = _children(server.process.pid)
+        hung = httpx.post(url, json={"input": [f"x {HANG_MARKER} y"]}, timeout=60)
+        assert hung.status_code == 500  # failed by the watchdog, before the worker exits
+        assert hung.json()["error"]["code"] == "inference_failed"
+        second = _wait_for_new_ready_worker(server, first)
+        for _ in range(3):
+            failed = httpx.post(url, json={"input": [FAIL_MARKER]}, timeout=60)
+            assert failed.status_code == 500
+        _wait_for_new_ready_worker(server, second)
+        assert httpx.post(url, json={"input": ["fine"]}, timeout=60).status_code == 200
+        assert server.process.poll() is None  # the master, and so the service, stayed up
+    log = server.log()
+    assert "the inference thread is hung" in log
+    assert "3 batches in a row failed" in log

@@ -112,6 +112,8 @@ def test_metrics_cover_requests_latencies_batches_queue_rejections_memory(
         "jina_openai_queue_inputs 0.0",
         "jina_openai_queue_tokens 0.0",
         "jina_openai_admitted_tokens 0.0",
+        "jina_openai_reserved_tokens 0.0",
+        "jina_openai_held_request_bytes 0.0",  # every request gave back what it held
         "jina_openai_embedded_inputs_total",
         "jina_openai_dropped_inputs_total 0.0",
         "jina_openai_process_resident_memory_bytes",

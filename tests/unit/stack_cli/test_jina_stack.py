@@ -53,6 +53,12 @@ def test_usage_errors_exit_2_and_say_why(argv, message, capsys):
     assert "ACTION" in err  # the usage follows
 
 
+def test_the_sudoed_program_runs_its_interpreter_isolated():
+    """Run as root through sudo: nothing planted next to it, nor PYTHON* variables, may be
+    imported or honoured (python3 -I: no script directory or user site on sys.path)."""
+    assert SCRIPT.read_text().splitlines()[0] == "#!/usr/bin/python3 -I"
+
+
 def test_help_exits_0(capsys):
     assert cli.main(["help"]) == 0
     out = capsys.readouterr().out

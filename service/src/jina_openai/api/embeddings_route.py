@@ -3,23 +3,24 @@
 from __future__ import annotations
 
 import asyncio
-import time
 
 from fastapi import APIRouter, Request
 from pydantic import ValidationError
 from starlette.responses import Response
 
-from jina_openai.api.disconnect import ClientDisconnectedError, unless_disconnected
-from jina_openai.api.engine_errors import api_error_from
+from jina_openai.api.disconnect import wait_for_disconnect
 from jina_openai.api.errors import ApiError
 from jina_openai.api.input_validation import normalize_input
 from jina_openai.api.openapi_docs import EMBEDDING_REQUEST_BODY, error_responses
-from jina_openai.api.request_log import STATUS_CLIENT_CLOSED
+from jina_openai.api.request_body import body_too_large, declared_length, read_body
 from jina_openai.api.request_record import get_record
-from jina_openai.api.response_encoding import encode_embeddings_response, truncate_dimensions
+from jina_openai.api.response_encoding import (
+    encode_embeddings_response,
+    response_size_bound,
+    truncate_dimensions,
+)
 from jina_openai.api.schemas import EmbeddingRequest, EmbeddingResponse
 from jina_openai.api.service_state import ServiceState, service
-from jina_openai.engine.errors import EngineError
 
 router = APIRouter()
 
@@ -34,80 +35,73 @@ ENCODE_IN_POOL_FLOATS = 64 * 1024
     response_model=None,
     responses={
         200: {"model": EmbeddingResponse, "description": "One unit vector per input, in order"},
-        **error_responses(400, 401, 404, 413, 415, 429, 500, 503),
+        **error_responses(400, 401, 404, 408, 413, 415, 429, 500, 503),
     },
     openapi_extra=EMBEDDING_REQUEST_BODY,
 )
 async def create_embeddings(request: Request) -> Response:
     state = service(request)
+    settings = state.settings
     record = get_record(request.scope)
     _check_content_type(request)
-    try:
-        # A full queue answers 429 before the body is read and parsed: under a crowd, reading
-        # hundreds of large bodies on the event loop would delay every refusal.
-        state.engine.check_capacity()
-    except EngineError as exc:
-        raise api_error_from(exc) from exc
-    parsed = _parse(await request.body())
-    try:
-        embedder, _, _ = state.engine.ensure_ready()
-    except EngineError as exc:
-        raise api_error_from(exc) from exc
-    model = _resolve_model(parsed.model, state)
-    normalized = normalize_input(parsed.input, max_inputs=state.settings.max_inputs_per_request)
-    if parsed.dimensions is not None and parsed.dimensions > embedder.dimension:
-        raise ApiError(
-            400,
-            f"'dimensions' must be at most {embedder.dimension} for this model",
-            param="dimensions",
-            code="invalid_value",
+    declared = declared_length(request.scope)
+    if declared is not None and declared > settings.max_body_bytes:
+        raise body_too_large(settings.max_body_bytes)
+    # Admission before a byte of the body is read: a full server answers a crowd of large
+    # bodies with 429 at once, and no body is held without being counted.
+    with state.engine.admit(body_bytes=declared or settings.max_body_bytes) as admission:
+        body = await read_body(
+            request.receive, max_bytes=settings.max_body_bytes, timeout_s=settings.body_timeout_s
         )
-    record.model = model
-    record.inputs = len(normalized.items)
-    engine = state.engine
-    try:
-        # Refused here in milliseconds when the queue is full: before tokenizing, not after.
-        reserved = engine.reserve(normalized.items, token_ids=normalized.token_ids)
-        started = time.perf_counter()
-        try:
-            prepared = await engine.prepare(
-                normalized.items, token_ids=normalized.token_ids, single=normalized.single
+        parsed = _parse(body)
+        del body  # the parsed texts are what the request holds from here on
+        embedder = state.engine.ensure_ready()[0]
+        model = _resolve_model(parsed.model, state)
+        normalized = normalize_input(parsed.input, max_inputs=settings.max_inputs_per_request)
+        if parsed.dimensions is not None and parsed.dimensions > embedder.dimension:
+            raise ApiError(
+                400,
+                f"'dimensions' must be at most {embedder.dimension} for this model",
+                param="dimensions",
+                code="invalid_value",
             )
-        except BaseException:
-            engine.release(reserved)
-            raise
-        record.tokenize_ms = (time.perf_counter() - started) * 1000
-        record.tokens = prepared.token_count
-        record.truncated_inputs = prepared.truncated_inputs or None
-        submitted = engine.submit(prepared, request_id=record.request_id, reserved=reserved)
-    except EngineError as exc:
-        raise api_error_from(exc) from exc
-    try:
-        job = await unless_disconnected(submitted.result(), request.receive)
-    except ClientDisconnectedError:
-        record.dropped_inputs = engine.drop(submitted)
-        record.status = STATUS_CLIENT_CLOSED
-        record.error_code = "client_disconnected"
-        return Response(status_code=STATUS_CLIENT_CLOSED)
-    except asyncio.CancelledError:
-        engine.drop(submitted)
-        raise
-    except EngineError as exc:
-        raise api_error_from(exc) from exc
-    record.queue_ms = job.queue_seconds * 1000
-    record.inference_ms = job.inference_seconds * 1000
-    assert job.outputs is not None
-    vectors = truncate_dimensions(job.outputs, parsed.dimensions)
+        record.model = model
+        record.inputs = len(normalized.items)
+        client_gone = asyncio.ensure_future(wait_for_disconnect(request.receive))
+        try:
+            result = await admission.embed(
+                normalized.items,
+                token_ids=normalized.token_ids,
+                single=normalized.single,
+                request_id=record.request_id,
+                client_gone=client_gone,
+                response_bytes=response_size_bound(
+                    len(normalized.items),
+                    parsed.dimensions or embedder.dimension,
+                    parsed.encoding_format,
+                ),
+            )
+        finally:
+            client_gone.cancel()
+        record.tokenize_ms = result.tokenize_seconds * 1000
+        record.tokens = result.token_count
+        record.truncated_inputs = result.truncated_inputs or None
+        record.queue_ms = result.queue_seconds * 1000
+        record.inference_ms = result.inference_seconds * 1000
+        vectors = truncate_dimensions(result.vectors, parsed.dimensions)
 
-    def encode() -> bytes:
-        return encode_embeddings_response(
-            vectors,
-            encoding_format=parsed.encoding_format,
-            model=model,
-            prompt_tokens=prepared.token_count,
-        )
+        def encode() -> bytes:
+            return encode_embeddings_response(
+                vectors,
+                encoding_format=parsed.encoding_format,
+                model=model,
+                prompt_tokens=result.token_count,
+            )
 
-    body = await engine.run_in_pool(encode) if vectors.size > ENCODE_IN_POOL_FLOATS else encode()
+        if vectors.size > ENCODE_IN_POOL_FLOATS:
+            body = await state.engine.run_in_pool(encode)
+        else:
+            body = encode()
     return Response(body, media_type="application/json")
 
 

@@ -1,7 +1,9 @@
 """Every error leaves the service in the OpenAI envelope:
 `{"error": {"message", "type", "param", "code"}}`, with a meaningful HTTP status.
 
-FastAPI's own 422 validation body never reaches a client: its handler is replaced here.
+FastAPI's own 422 validation body never reaches a client: its handler is replaced here. The
+engine's refusals and failures (EngineError) are mapped onto statuses in one handler, so routes
+just let them propagate.
 """
 
 from __future__ import annotations
@@ -16,10 +18,22 @@ from starlette.responses import Response
 from starlette.types import Send
 
 from jina_openai.api.request_record import get_record
+from jina_openai.engine.errors import (
+    ClientDisconnectedError,
+    DeadlineExceededError,
+    EngineError,
+    EngineNotReadyError,
+    InferenceFailedError,
+    InvalidInputError,
+    QueueFullError,
+    RequestTooLargeError,
+)
 
 INVALID_REQUEST = "invalid_request_error"
 SERVER_ERROR = "server_error"
 OVERLOADED = "rate_limit_error"
+# nginx's "client closed request": what is logged (and counted) for a client that left.
+STATUS_CLIENT_CLOSED = 499
 
 
 class ApiError(Exception):
@@ -75,8 +89,39 @@ def server_error(
     return ApiError(500, message, type=SERVER_ERROR, code="internal_error")
 
 
+def api_error_from(exc: EngineError) -> ApiError:
+    """Engine errors -> API errors (status, envelope, Retry-After)."""
+    if isinstance(exc, InvalidInputError):
+        return ApiError(400, str(exc), param=exc.param, code=exc.code)
+    if isinstance(exc, QueueFullError):
+        return ApiError(
+            429,
+            str(exc),
+            type=OVERLOADED,
+            code="server_overloaded",
+            headers={"Retry-After": str(exc.retry_after_s)},
+        )
+    if isinstance(exc, RequestTooLargeError):
+        return ApiError(413, str(exc), param="input", code=exc.code)
+    if isinstance(exc, EngineNotReadyError):
+        headers = {"Retry-After": str(exc.retry_after_s)} if exc.retry_after_s else {}
+        return ApiError(503, str(exc), type=SERVER_ERROR, code="model_not_ready", headers=headers)
+    if isinstance(exc, DeadlineExceededError):
+        return ApiError(
+            503,
+            str(exc),
+            type=SERVER_ERROR,
+            code="request_timeout",
+            headers={"Retry-After": str(exc.retry_after_s)},
+        )
+    if isinstance(exc, InferenceFailedError):
+        return ApiError(500, str(exc), type=SERVER_ERROR, code="inference_failed")
+    return ApiError(500, str(exc), type=SERVER_ERROR, code="internal_error")
+
+
 def install_error_handlers(app: FastAPI) -> None:
     app.add_exception_handler(ApiError, _api_error)  # type: ignore[arg-type]
+    app.add_exception_handler(EngineError, _engine_error)  # type: ignore[arg-type]
     app.add_exception_handler(RequestValidationError, _validation_error)  # type: ignore[arg-type]
     app.add_exception_handler(StarletteHTTPException, _http_error)  # type: ignore[arg-type]
 
@@ -88,6 +133,17 @@ def respond(request: Request, error: ApiError) -> Response:
 
 async def _api_error(request: Request, exc: ApiError) -> Response:
     return respond(request, exc)
+
+
+async def _engine_error(request: Request, exc: EngineError) -> Response:
+    record = get_record(request.scope)
+    if isinstance(exc, DeadlineExceededError | ClientDisconnectedError):
+        record.dropped_inputs = exc.dropped_inputs or None
+    if isinstance(exc, ClientDisconnectedError):
+        # Nobody reads this response; it makes the log line and the metrics say 499.
+        record.error_code = "client_disconnected"
+        return Response(status_code=STATUS_CLIENT_CLOSED)
+    return respond(request, api_error_from(exc))
 
 
 async def _validation_error(request: Request, exc: RequestValidationError) -> Response:

@@ -7,11 +7,9 @@ import platform
 from fastapi import APIRouter, Request
 
 import jina_openai
-from jina_openai.api.engine_errors import api_error_from
 from jina_openai.api.openapi_docs import error_responses
 from jina_openai.api.schemas import HealthStatus, LimitsInfo, ModelInfo, ReadyStatus, ServiceInfo
 from jina_openai.api.service_state import service
-from jina_openai.engine.errors import EngineError
 from jina_openai.models.device import dtype_name
 
 router = APIRouter()
@@ -30,10 +28,7 @@ async def health() -> HealthStatus:
 )
 async def ready(request: Request) -> ReadyStatus:
     state = service(request)
-    try:
-        state.engine.ensure_ready()
-    except EngineError as exc:
-        raise api_error_from(exc) from exc
+    state.engine.ensure_ready()
     return ReadyStatus(model=state.served_model_id() or "")
 
 
@@ -45,10 +40,7 @@ async def ready(request: Request) -> ReadyStatus:
 )
 async def info(request: Request) -> ServiceInfo:
     state = service(request)
-    try:
-        embedder, scheduler, _ = state.engine.ensure_ready()
-    except EngineError as exc:
-        raise api_error_from(exc) from exc
+    embedder, scheduler, _ = state.engine.ensure_ready()
     settings = state.settings
     import tokenizers
     import torch
@@ -75,6 +67,13 @@ async def info(request: Request) -> ServiceInfo:
             max_batch_inputs=scheduler.limits.max_batch_inputs,
             max_queued_tokens=scheduler.limits.max_queued_tokens,
             max_queued_requests=scheduler.limits.max_queued_requests,
+            max_request_tokens=scheduler.limits.request_tokens,
+            max_held_bytes=scheduler.limits.max_held_bytes,
+            request_timeout_s=settings.request_timeout_s,
+            batch_timeout_s=settings.batch_timeout_s,
+            header_timeout_s=settings.header_timeout_s,
+            body_timeout_s=settings.body_timeout_s,
+            max_connections=settings.max_connections,
         ),
         auth="api_key" if settings.api_keys else "open",
         torch_threads=state.engine.config.torch_threads or torch.get_num_threads(),

@@ -4,22 +4,17 @@ from __future__ import annotations
 
 from fastapi import APIRouter, Request
 
-from jina_openai.api.engine_errors import api_error_from
 from jina_openai.api.errors import ApiError
 from jina_openai.api.openapi_docs import error_responses
 from jina_openai.api.schemas import ModelCard, ModelList
 from jina_openai.api.service_state import ServiceState, service
-from jina_openai.engine.errors import EngineError
 
 router = APIRouter()
 OWNER = "jina-openai"
 
 
 def _cards(state: ServiceState) -> list[ModelCard]:
-    try:
-        embedder, _, _ = state.engine.ensure_ready()
-    except EngineError as exc:
-        raise api_error_from(exc) from exc
+    embedder, _, _ = state.engine.ensure_ready()
     created = int(state.engine.loaded_at or 0)
     return [
         ModelCard(

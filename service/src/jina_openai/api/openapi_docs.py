@@ -14,11 +14,12 @@ _ERROR_DESCRIPTIONS = {
     401: "Missing or incorrect API key",
     404: "Unknown model or route",
     405: "Method not allowed",
+    408: "The request body did not arrive within body_timeout_s",
     413: "Request body or token count too large",
     415: "Content-Type is not JSON",
     429: "Server at capacity; retry after the Retry-After header's seconds",
     500: "Server error",
-    503: "Model loading, failed, or shutting down",
+    503: "Model loading, failed, shutting down, or the request passed its deadline",
 }
 
 

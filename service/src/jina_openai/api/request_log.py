@@ -20,7 +20,6 @@ logger = logging.getLogger("jina_openai.access")
 REQUEST_ID_HEADER = b"x-request-id"
 _VALID_REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
 _QUIET_PATHS = frozenset({"/health", "/ready", "/metrics"})
-STATUS_CLIENT_CLOSED = 499
 
 
 class RequestLogMiddleware:

@@ -23,6 +23,16 @@ def truncate_dimensions(vectors: np.ndarray, dimensions: int | None) -> np.ndarr
     return kept / np.maximum(norms, 1e-12)
 
 
+# Upper bounds of one encoded value, with the join's copy: float JSON writes up to ~24
+# characters per float32 ("-0.012345678901234567,"), base64 4/3 of its 4 bytes.
+_ENCODED_BYTES_PER_VALUE = {"float": 2 * 24, "base64": 2 * 6}
+
+
+def response_size_bound(inputs: int, dimension: int, encoding_format: EncodingFormat) -> int:
+    """Bytes the response body of `inputs` vectors may take while it is built."""
+    return inputs * dimension * _ENCODED_BYTES_PER_VALUE[encoding_format]
+
+
 def encode_embeddings_response(
     vectors: np.ndarray,
     *,

@@ -120,6 +120,13 @@ class LimitsInfo(BaseModel):
     max_batch_inputs: int
     max_queued_tokens: int
     max_queued_requests: int
+    max_request_tokens: int
+    max_held_bytes: int | None
+    request_timeout_s: float
+    batch_timeout_s: float
+    header_timeout_s: float
+    body_timeout_s: float
+    max_connections: int
 
 
 class ServiceInfo(BaseModel):

@@ -3,14 +3,16 @@
 glibc keeps the memory of freed forward-pass activations in its arenas; RSS then stays at the
 high-water mark of the largest batches. The inference thread calls `MallocTrimmer.batch_done()`
 after each batch (trims when the interval has passed since the last trim) and `idle()` when
-the queue stays empty for one interval (trims once after work). An interval of 0 disables it;
-so does a libc without `malloc_trim` (musl, macOS).
+the queue stays empty for one interval (trims once after work); a request that held megabytes
+(a large body, its texts and their tokenization) calls `trim_now()` when it ends. An interval
+of 0 disables it; so does a libc without `malloc_trim` (musl, macOS).
 """
 
 from __future__ import annotations
 
 import ctypes
 import ctypes.util
+import threading
 import time
 from collections.abc import Callable
 
@@ -42,6 +44,7 @@ class MallocTrimmer:
         self._clock = clock
         self._last = clock()
         self._dirty = False
+        self._lock = threading.Lock()
         self.trims = 0
 
     @property
@@ -61,9 +64,15 @@ class MallocTrimmer:
         if self.enabled and self._dirty:
             self._run()
 
+    def trim_now(self) -> None:
+        """From any thread, e.g. after a large request has freed its memory."""
+        if self.enabled:
+            self._run()
+
     def _run(self) -> None:
         assert self._trim is not None
-        self._trim(0)
-        self.trims += 1
-        self._last = self._clock()
-        self._dirty = False
+        with self._lock:
+            self._trim(0)
+            self.trims += 1
+            self._last = self._clock()
+            self._dirty = False

@@ -1,8 +1,14 @@
-"""The engine as the API layer sees it: prepare inputs, submit them, await vectors.
+"""The engine as the API layer sees it: one admission per request, vectors out.
 
 Lifecycle: `start()` (from the app's lifespan) launches the inference thread, which loads and
 warms the model; until then `state` is "loading" and requests get 503. `stop()` refuses new
-work, fails what is still queued, and joins the thread.
+work, fails what is still queued, and joins the thread. A hung batch (watchdog) or batch after
+batch failing turns the engine "failed" for good: /ready answers 503 and `on_failure` is told,
+which in production ends the process so that gunicorn and systemd replace it.
+
+Requests: `admit(body_bytes=...)` returns an `Admission` (engine/admission.py) before the body
+is read, or refuses at once; it owns the rest (reserve -> prepare -> submit -> await-or-drop)
+and gives back what the request held when it ends.
 """
 
 from __future__ import annotations
@@ -10,7 +16,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import enum
+import functools
 import logging
+import math
 import threading
 import time
 from collections.abc import Callable
@@ -20,22 +28,32 @@ from dataclasses import dataclass
 import psutil
 import torch
 
+from jina_openai.engine.admission import Admission, SubmittedJob
 from jina_openai.engine.allocator import MallocTrimmer
-from jina_openai.engine.errors import EngineError, EngineNotReadyError, InferenceFailedError
+from jina_openai.engine.errors import EngineGaveUpError, EngineNotReadyError, InferenceFailedError
 from jina_openai.engine.inference_worker import InferenceWorker
 from jina_openai.engine.input_preparation import InputPreparer, PreparedInputs
 from jina_openai.engine.job import EmbeddingJob
-from jina_openai.engine.memory_budget import derive_bounds, peak_mb
+from jina_openai.engine.memory_budget import (
+    REQUEST_BYTES_SHARE,
+    REQUEST_TOKEN_SHARE,
+    derive_bounds,
+    peak_mb,
+)
 from jina_openai.engine.observer import EngineObserver, NullObserver
-from jina_openai.engine.scheduler import Batch, BatchScheduler, SchedulerLimits
+from jina_openai.engine.scheduler import Batch, BatchScheduler, Reservation, SchedulerLimits
 from jina_openai.engine.throughput import ThroughputEstimator
 from jina_openai.engine.warmup import run_warmup, warmup_shapes
+from jina_openai.engine.watchdog import Watchdog
 from jina_openai.models.base import Embedder
 
 logger = logging.getLogger(__name__)
 
 DEFAULT_BATCH_TOKENS = {"cpu": 4096, "cuda": 16384}
 LOADING_RETRY_AFTER_S = 5
+# A request that held this much memory (body, texts, their tokenization) hands it back to the
+# system when it ends, rather than leaving RSS at its high-water mark.
+TRIM_AFTER_REQUEST_BYTES = 1 << 20
 
 
 class EngineState(enum.StrEnum):
@@ -57,30 +75,14 @@ class EngineConfig:
     warmup: bool
     memory_budget_mb: int | None = None  # see engine/memory_budget.py
     malloc_trim_interval_s: float = 0.0  # see engine/allocator.py
+    request_timeout_s: float = 0.0  # a request's deadline from its admission; 0: none
+    batch_timeout_s: float = 0.0  # the watchdog's bound on one batch; 0: no watchdog
+    max_consecutive_failed_batches: int = 0  # then the engine gives up; 0: never
 
 
 RawInputs = list[str] | list[list[int]]
 # Called from the inference thread once it is gone: (cause, whether it died loading the model).
 EngineFailureHandler = Callable[[BaseException, bool], None]
-
-
-class SubmittedJob:
-    """A job in the queue and the future its vectors arrive on."""
-
-    def __init__(
-        self, job: EmbeddingJob, future: asyncio.Future[EmbeddingJob], scheduler: BatchScheduler
-    ) -> None:
-        self.job = job
-        self.future = future
-        self._scheduler = scheduler
-
-    async def result(self) -> EmbeddingJob:
-        return await asyncio.shield(self.future)
-
-    def cancel(self) -> int:
-        """Drop the inputs not yet in a batch (the client went away); returns how many."""
-        self.future.cancel()
-        return self._scheduler.cancel(self.job)
 
 
 class EmbeddingEngine:
@@ -107,6 +109,9 @@ class EmbeddingEngine:
         self._preparer: InputPreparer | None = None
         self._pool: ThreadPoolExecutor | None = None
         self._worker: InferenceWorker | None = None
+        self._watchdog: Watchdog | None = None
+        self._trimmer = MallocTrimmer(config.malloc_trim_interval_s)
+        self._failure_lock = threading.Lock()
         self.loaded_at: float | None = None
 
     # --- lifecycle ------------------------------------------------------------------------------
@@ -121,13 +126,25 @@ class EmbeddingEngine:
             torch_threads=self.config.torch_threads,
             on_ready=self._ready,
             on_failure=self._failed,
-            trimmer=MallocTrimmer(self.config.malloc_trim_interval_s),
+            trimmer=self._trimmer,
+            max_consecutive_failures=self.config.max_consecutive_failed_batches,
             clock=self._clock,
         )
         self._worker.start()
+        if self.config.batch_timeout_s > 0:
+            worker = self._worker
+            self._watchdog = Watchdog(
+                timeout_s=self.config.batch_timeout_s,
+                busy_since=lambda: worker.busy_since,
+                on_hung=self._hung,
+                clock=self._clock,
+            )
+            self._watchdog.start()
 
     async def stop(self, timeout: float = 30.0) -> None:
         self._stopping.set()
+        if self._watchdog is not None:
+            self._watchdog.stop()
         if self.state in (EngineState.LOADING, EngineState.READY):
             self.state = EngineState.STOPPED
         if self.scheduler is not None:
@@ -198,15 +215,17 @@ class EmbeddingEngine:
                 dtype_bytes=dtype_bytes,
                 max_batch_tokens=bounds.max_batch_tokens,
                 max_queued_tokens=bounds.max_queued_tokens,
+                max_held_bytes=bounds.max_held_bytes,
             )
             log = logger.warning if bound > self.config.memory_budget_mb else logger.info
             log(
                 "memory budget %d MiB, %.0f MiB resident after loading: batch budget %d tokens, "
-                "queue budget %d tokens, expected peak %.0f MiB",
+                "queue budget %d tokens, request memory %.0f MiB, expected peak %.0f MiB",
                 self.config.memory_budget_mb,
                 resident_mb,
                 bounds.max_batch_tokens,
                 bounds.max_queued_tokens,
+                bounds.max_held_bytes / (1 << 20),
                 bound,
             )
         return SchedulerLimits(
@@ -214,6 +233,9 @@ class EmbeddingEngine:
             max_batch_inputs=self.config.max_batch_inputs,
             max_queued_tokens=bounds.max_queued_tokens,
             max_queued_requests=self.config.max_queued_requests,
+            max_request_tokens=int(REQUEST_TOKEN_SHARE * bounds.max_queued_tokens),
+            max_held_bytes=bounds.max_held_bytes,
+            max_request_bytes=int(REQUEST_BYTES_SHARE * bounds.max_held_bytes),
         )
 
     def _ready(self) -> None:
@@ -222,19 +244,31 @@ class EmbeddingEngine:
             return
         self.state = EngineState.READY
 
+    def _hung(self, seconds: float) -> None:
+        """The watchdog's verdict (its thread): the running batch will not come back."""
+        assert self._worker is not None
+        self._failed(
+            EngineGaveUpError(
+                f"a batch has been running for {seconds:.0f} s, more than batch_timeout_s="
+                f"{self.config.batch_timeout_s:g}: the inference thread is hung"
+            ),
+            self._worker.running,
+        )
+
     def _failed(self, exc: BaseException, running: Batch | None) -> None:
-        """The inference thread is gone: refuse new work, fail everything admitted, tell the
-        owner (which may end the process)."""
-        if self._stopping.is_set():
-            return
-        during_load = self.state is EngineState.LOADING
-        self.failure = exc
-        self.state = EngineState.FAILED
+        """The inference thread is gone or hung: refuse new work, fail everything admitted,
+        tell the owner (which may end the process). Once, from whichever thread sees it."""
+        with self._failure_lock:
+            if self._stopping.is_set() or self.state is EngineState.FAILED:
+                return
+            during_load = self.state is EngineState.LOADING
+            self.failure = exc
+            self.state = EngineState.FAILED
         logger.critical("the model could not be served: %s", exc, exc_info=exc)
         if self.scheduler is not None:
             self._fail_queued(self.scheduler.close(), f"the inference thread failed: {exc}")
         if running is not None:
-            error = InferenceFailedError(f"the inference thread crashed: {exc}")
+            error = InferenceFailedError(f"the inference thread failed: {exc}")
             for job, _ in running.items:
                 job.finish(error)
         if self._on_failure is not None:
@@ -264,16 +298,34 @@ class EmbeddingEngine:
             "the server is shutting down", retry_after_s=LOADING_RETRY_AFTER_S
         )
 
-    async def prepare(self, inputs: RawInputs, *, token_ids: bool, single: bool) -> PreparedInputs:
+    def admit(self, *, body_bytes: int) -> Admission:
+        """Before the request body is read: a request slot and `body_bytes` of request memory,
+        or an EngineError at once (429 when the queue is full, 413 when one request may never
+        hold that much, 503 while not ready). Use the result as a context manager."""
+        _, scheduler, _ = self.ensure_ready()
+        reservation = scheduler.reserve(body_bytes)
+        deadline = (
+            self._clock() + self.config.request_timeout_s
+            if self.config.request_timeout_s > 0
+            else None
+        )
+        return Admission(self, reservation, deadline=deadline, clock=self._clock)
+
+    async def prepare(
+        self,
+        inputs: RawInputs,
+        *,
+        token_ids: bool,
+        single: bool,
+        cancelled: threading.Event | None = None,
+    ) -> PreparedInputs:
         """Tokenize / check inputs in the tokenization pool (never on the event loop)."""
         _, _, preparer = self.ensure_ready()
         assert self._pool is not None
         loop = asyncio.get_running_loop()
         started = time.perf_counter()
-        if token_ids:
-            call = _bind(preparer.prepare_token_ids, inputs, single)
-        else:
-            call = _bind(preparer.prepare_texts, inputs, single)
+        method = preparer.prepare_token_ids if token_ids else preparer.prepare_texts
+        call = functools.partial(method, inputs, single=single, cancelled=cancelled)
         prepared = await loop.run_in_executor(self._pool, call)
         self._observer.tokenization_completed(time.perf_counter() - started)
         return prepared
@@ -283,32 +335,10 @@ class EmbeddingEngine:
         assert self._pool is not None
         return await asyncio.get_running_loop().run_in_executor(self._pool, call)
 
-    def check_capacity(self) -> None:
-        """Before the request body is even read: raise QueueFullError when the queue is full
-        already, so that a crowd is answered 429 in milliseconds (and EngineNotReadyError while
-        the model is not ready)."""
-        _, scheduler, _ = self.ensure_ready()
-        scheduler.check_capacity()
-
-    def reserve(self, inputs: RawInputs, *, token_ids: bool) -> int:
-        """Before tokenizing: hold the request's estimated tokens of the queue, or raise
-        QueueFullError at once. Pass the result to `submit`, or to `release` on failure."""
-        _, scheduler, preparer = self.ensure_ready()
-        return scheduler.reserve(preparer.estimate_tokens(inputs, token_ids=token_ids))
-
-    def release(self, reserved: int) -> None:
-        if self.scheduler is not None:
-            self.scheduler.release(reserved)
-
     def submit(
-        self, prepared: PreparedInputs, *, request_id: str, reserved: int | None = None
+        self, prepared: PreparedInputs, *, request_id: str, reservation: Reservation | None = None
     ) -> SubmittedJob:
-        try:
-            embedder, scheduler, _ = self.ensure_ready()
-        except EngineError:
-            if reserved is not None:
-                self.release(reserved)
-            raise
+        embedder, scheduler, _ = self.ensure_ready()
         loop = asyncio.get_running_loop()
         future: asyncio.Future[EmbeddingJob] = loop.create_future()
 
@@ -324,7 +354,7 @@ class EmbeddingEngine:
             admitted_at=self._clock(),
             on_finished=finished,
         )
-        scheduler.submit(job, reserved=reserved)
+        scheduler.submit(job, reservation=reservation)
         return SubmittedJob(job, future, scheduler)
 
     def drop(self, submitted: SubmittedJob) -> int:
@@ -332,6 +362,19 @@ class EmbeddingEngine:
         if dropped:
             self._observer.inputs_dropped(dropped)
         return dropped
+
+    def end(self, reservation: Reservation) -> None:
+        """The request is over: give back what it held; memory after a large one."""
+        if self.scheduler is not None:
+            self.scheduler.release(reservation)
+        if reservation.peak_bytes >= TRIM_AFTER_REQUEST_BYTES:
+            self._trimmer.trim_now()
+
+    def retry_after_s(self) -> int:
+        """Seconds until one full batch has run, at the measured throughput."""
+        limits = self.scheduler.limits if self.scheduler is not None else None
+        tokens = limits.max_batch_tokens if limits is not None else 0
+        return max(1, math.ceil(self._throughput.seconds_for(tokens)))
 
     @property
     def tokens_per_s(self) -> float:
@@ -345,15 +388,6 @@ def _settle(future: asyncio.Future[EmbeddingJob], job: EmbeddingJob) -> None:
         future.set_exception(job.error)
     else:
         future.set_result(job)
-
-
-def _bind(
-    method: Callable[..., PreparedInputs], inputs: RawInputs, single: bool
-) -> Callable[[], PreparedInputs]:
-    def call() -> PreparedInputs:
-        return method(inputs, single=single)
-
-    return call
 
 
 def _gpu_free_mb(device: torch.device) -> float | None:

@@ -25,7 +25,36 @@ class QueueFullError(EngineError):
 
 
 class RequestTooLargeError(EngineError):
-    """The request alone holds more tokens than the whole queue may: it can never be admitted."""
+    """The request alone needs more than one request may hold (tokens or memory): it can never
+    be admitted. `code`: too_many_tokens or request_too_large."""
+
+    def __init__(self, message: str, *, code: str) -> None:
+        super().__init__(message)
+        self.code = code
+
+
+class ClientDisconnectedError(EngineError):
+    """The client went away before its vectors were ready; `dropped_inputs` were never
+    embedded."""
+
+    def __init__(self, dropped_inputs: int = 0) -> None:
+        super().__init__("the client disconnected")
+        self.dropped_inputs = dropped_inputs
+
+
+class DeadlineExceededError(EngineError):
+    """The request was not done within `request_timeout_s` of its admission; its remaining
+    inputs were dropped."""
+
+    def __init__(self, message: str, *, retry_after_s: int, dropped_inputs: int = 0) -> None:
+        super().__init__(message)
+        self.retry_after_s = retry_after_s
+        self.dropped_inputs = dropped_inputs
+
+
+class EngineGaveUpError(RuntimeError):
+    """Why the inference thread is given up on (a hung batch, batch after batch failing): the
+    engine stops serving and its owner replaces the process."""
 
 
 class EngineNotReadyError(EngineError):

@@ -3,7 +3,10 @@
 The event loop never touches torch. Each batch's tensors live inside `Embedder.embed` (under
 `torch.inference_mode()`); what leaves the thread is one float32 numpy row per input, copied
 into its request's output array. A batch that fails (or runs out of memory even when split
-down to single inputs) fails only the requests it holds; the thread carries on.
+down to single inputs) fails only the requests it holds; the thread carries on, unless
+`max_consecutive_failures` batches in a row fail: then the model itself is broken and the
+thread gives up (EngineGaveUpError), so that its owner replaces the process. `busy_since` tells
+the engine's watchdog since when the running batch has been running.
 """
 
 from __future__ import annotations
@@ -17,7 +20,7 @@ import numpy as np
 import torch
 
 from jina_openai.engine.allocator import MallocTrimmer
-from jina_openai.engine.errors import InferenceFailedError
+from jina_openai.engine.errors import EngineGaveUpError, InferenceFailedError
 from jina_openai.engine.job import EmbeddingJob
 from jina_openai.engine.observer import EngineObserver
 from jina_openai.engine.scheduler import Batch, BatchScheduler
@@ -40,9 +43,14 @@ class InferenceWorker:
         on_ready: Callable[[], None],
         on_failure: Callable[[BaseException, Batch | None], None],
         trimmer: MallocTrimmer | None = None,
+        max_consecutive_failures: int = 0,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self._startup = startup
+        self._max_consecutive_failures = max_consecutive_failures  # 0: never give up
+        self._consecutive_failures = 0
+        self.busy_since: float | None = None  # start of the running batch (None: idle)
+        self.running: Batch | None = None
         self._trimmer = trimmer or MallocTrimmer(0)
         self._observer = observer
         self._throughput = throughput
@@ -60,10 +68,6 @@ class InferenceWorker:
         if self._thread.ident is not None:
             self._thread.join(timeout)
         return not self._thread.is_alive()
-
-    @property
-    def alive(self) -> bool:
-        return self._thread.is_alive()
 
     def _run(self) -> None:
         if self._torch_threads:
@@ -86,8 +90,9 @@ class InferenceWorker:
                 self._process(embedder, scheduler, batch)
                 batch = None  # hold no request while waiting for the next batch
                 self._trimmer.batch_done()
-        except BaseException as exc:  # a bug, not a model error: stop serving, loudly
-            logger.exception("inference thread crashed")
+        except BaseException as exc:  # a bug or a broken model: stop serving, loudly
+            if not isinstance(exc, EngineGaveUpError):
+                logger.exception("inference thread crashed")
             self._on_failure(exc, batch)
 
     def _process(self, embedder: Embedder, scheduler: BatchScheduler, batch: Batch) -> None:
@@ -105,6 +110,7 @@ class InferenceWorker:
             scheduler.finish_batch(batch)
             return
         started = self._clock()
+        self.running, self.busy_since = batch, started
         try:
             vectors = self._embed(embedder, ids)
             if vectors.shape != (len(ids), embedder.dimension):
@@ -112,6 +118,7 @@ class InferenceWorker:
                     f"the model returned shape {vectors.shape} for {len(ids)} inputs"
                 )
         except Exception as exc:
+            self.running, self.busy_since = None, None
             scheduler.finish_batch(batch)
             logger.exception("batch %d of %d inputs failed", batch.batch_id, len(ids))
             self._observer.batch_failed()
@@ -119,7 +126,15 @@ class InferenceWorker:
             for job, _ in live:
                 scheduler.cancel(job)
                 job.finish(error)
+            self._consecutive_failures += 1
+            if 0 < self._max_consecutive_failures <= self._consecutive_failures:
+                raise EngineGaveUpError(
+                    f"{self._consecutive_failures} batches in a row failed, the last with "
+                    f"{type(exc).__name__}: {exc}"
+                ) from exc
             return
+        self.running, self.busy_since = None, None
+        self._consecutive_failures = 0
         duration = self._clock() - started
         scheduler.finish_batch(batch)
         self._throughput.observe(sum(len(row) for row in ids), duration)

@@ -7,8 +7,11 @@ The process's resident memory under any load is bounded by
   + ALLOCATOR_SLACK x max_batch_tokens x A    (activations of one forward pass; A bytes per
                                                padded token, the allocator may keep a freed
                                                pass's memory while the next one runs)
-  + max_queued_tokens x QUEUED_TOKEN_BYTES    (admitted work: request text, token ids,
-                                               output vectors, response bytes)
+  + max_queued_tokens x QUEUED_TOKEN_BYTES    (admitted work: token ids and their share
+                                               of tokenizer and batch bookkeeping)
+  + max_held_bytes                            (request memory of requests in flight, counted
+                                               per request by admission: body bytes, decoded
+                                               texts, output vectors, response bytes)
 
 with A = ACTIVATION_BYTES_PER_TOKEN_PER_WIDTH x hidden width x dtype bytes / 4 (hidden width =
 output dimension for the BERT family). So with budget B:
@@ -16,6 +19,9 @@ output dimension for the BERT family). So with budget B:
     free              = B - resident_after_load - RESERVE_MB
     max_batch_tokens  = min(device default, BATCH_SHARE x free / (ALLOCATOR_SLACK x A))
     max_queued_tokens = min(QUEUE_DEFAULT,  (1 - BATCH_SHARE) x free / QUEUED_TOKEN_BYTES)
+
+    max_held_bytes    = what the queue's share leaves: (1 - BATCH_SHARE) x free
+                        - max_queued_tokens x QUEUED_TOKEN_BYTES, within [32 MiB, 256 MiB]
 
 each at least its floor (a batch of one longest input always runs; the queue holds at least
 one full batch and QUEUE_FLOOR tokens, so that a Roo Code request of 60 full chunks is never
@@ -49,6 +55,16 @@ QUEUED_TOKEN_BYTES = 128
 QUEUE_DEFAULT = 262_144
 MIN_BATCH_TOKENS = 256
 QUEUE_FLOOR = 65_536
+# Request memory (bodies, texts, vectors, responses) of the requests in flight. At least 32 MiB:
+# one request may hold half of it (REQUEST_BYTES_SHARE), and one request of the largest body
+# (2 MiB by default) with its texts and results needs well under 16 MiB.
+HELD_BYTES_FLOOR = 32 * MIB
+HELD_BYTES_DEFAULT = 256 * MIB
+# One request may hold at most this share of the queue's tokens / of the request memory: a
+# single client never takes the whole queue, and four of Roo Code's largest requests (200
+# chunks, ~58k tokens) fit the default queue at once.
+REQUEST_TOKEN_SHARE = 0.25
+REQUEST_BYTES_SHARE = 0.5
 # Half the GPU memory left after loading goes to one pass's activations; beyond 64k padded
 # tokens a pass gains no throughput and only makes queries wait longer behind it.
 GPU_BATCH_SHARE = 0.5
@@ -60,6 +76,7 @@ class DerivedBounds:
     max_batch_tokens: int
     max_queued_tokens: int
     free_mb: float  # what the budget leaves after the loaded model and the reserve
+    max_held_bytes: int = HELD_BYTES_DEFAULT
 
 
 def activation_bytes_per_token(hidden: int, dtype_bytes: int) -> float:
@@ -89,7 +106,7 @@ def derive_bounds(
     if budget_mb is None:
         batch = max_batch_tokens or gpu_batch or default_batch_tokens
         queued = max_queued_tokens if max_queued_tokens is not None else max(batch, QUEUE_DEFAULT)
-        return DerivedBounds(batch, queued, float("inf"))
+        return DerivedBounds(batch, queued, float("inf"), HELD_BYTES_DEFAULT)
     free_mb = budget_mb - resident_mb - RESERVE_MB
     free_bytes = max(0.0, free_mb) * MIB
     if max_batch_tokens is not None:
@@ -106,7 +123,10 @@ def derive_bounds(
         share = 1.0 if on_gpu else 1.0 - BATCH_SHARE
         queued = int(share * free_bytes / QUEUED_TOKEN_BYTES)
         queued = max(batch, QUEUE_FLOOR, min(QUEUE_DEFAULT, queued))
-    return DerivedBounds(batch, queued, free_mb)
+    queue_share = free_bytes if on_gpu else (1.0 - BATCH_SHARE) * free_bytes
+    held = int(queue_share - queued * QUEUED_TOKEN_BYTES)
+    held = max(HELD_BYTES_FLOOR, min(HELD_BYTES_DEFAULT, held))
+    return DerivedBounds(batch, queued, free_mb, held)
 
 
 def gpu_batch_tokens(*, gpu_free_mb: float, hidden: int, dtype_bytes: int, floor: int) -> int:
@@ -123,9 +143,11 @@ def peak_mb(
     dtype_bytes: int,
     max_batch_tokens: int,
     max_queued_tokens: int,
+    max_held_bytes: int = 0,
 ) -> float:
-    """The bound on resident memory the formula promises for these token bounds."""
+    """The bound on resident memory the formula promises for these bounds."""
     activations = (
         ALLOCATOR_SLACK * max_batch_tokens * activation_bytes_per_token(hidden, dtype_bytes)
     )
-    return resident_mb + RESERVE_MB + (activations + max_queued_tokens * QUEUED_TOKEN_BYTES) / MIB
+    queued = max_queued_tokens * QUEUED_TOKEN_BYTES + max_held_bytes
+    return resident_mb + RESERVE_MB + (activations + queued) / MIB

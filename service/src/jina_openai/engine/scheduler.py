@@ -1,13 +1,20 @@
 """The queue between request handlers and the inference thread: admission and batch forming.
 
-Admission is by tokens: a request is admitted only if the tokens already admitted and not yet
-embedded (queued plus in the running batch) stay within `max_queued_tokens`; otherwise it is
-refused at once with a `Retry-After` estimated from the measured throughput. The queue is
-therefore bounded in tokens (memory and waiting time) and in requests.
+Admission holds three resources, each bounded:
 
-Before a request is tokenized it `reserve`s its estimated tokens (and a request slot): a crowd
-of clients is refused at the door in milliseconds instead of first queueing for the
-tokenization pool; `submit` turns the reservation into the real, measured admission.
+- tokens admitted and not yet embedded (queued plus the running batch): `max_queued_tokens`,
+  which bounds how long an admitted request waits (tokens / measured throughput);
+- request memory held by requests in flight (body bytes, decoded texts, output vectors and
+  response bytes): `max_held_bytes`;
+- request slots: `max_queued_requests`.
+
+A request takes a `Reservation` before its body is read (its body bytes, one slot), grows it
+once parsed (estimated tokens, text and output memory), and `submit` turns the estimate into
+the measured admission; the bytes stay held until the request ends and `release`s it. No single
+request may hold more than `max_request_tokens` / `max_request_bytes` (a share of the queue):
+beyond that it can never be admitted and gets RequestTooLargeError (413) at once; otherwise a
+request that does not fit now is refused with QueueFullError (429) and a `Retry-After`
+estimated from the measured throughput.
 
 Thread-safety: every method takes the internal condition's lock; `next_batch` blocks the
 inference thread until work arrives or the scheduler is closed.
@@ -36,6 +43,32 @@ class SchedulerLimits:
     max_batch_inputs: int
     max_queued_tokens: int  # admitted and unfinished tokens
     max_queued_requests: int
+    max_request_tokens: int | None = None  # one request's share of the queue (None: all)
+    max_held_bytes: int | None = None  # request memory of requests in flight (None: unbounded)
+    max_request_bytes: int | None = None  # one request's share of it (None: all)
+
+    @property
+    def request_tokens(self) -> int:
+        return min(self.max_request_tokens or self.max_queued_tokens, self.max_queued_tokens)
+
+    @property
+    def request_bytes(self) -> int | None:
+        if self.max_held_bytes is None:
+            return self.max_request_bytes
+        return min(self.max_request_bytes or self.max_held_bytes, self.max_held_bytes)
+
+
+class Reservation:
+    """One request's hold on the queue; created by `BatchScheduler.reserve`, guarded by the
+    scheduler's lock. `tokens`: the estimate held until `submit`; `bytes`: request memory held
+    until `release`; `peak_bytes`: the most it held."""
+
+    def __init__(self, held_bytes: int) -> None:
+        self.tokens = 0
+        self.bytes = held_bytes
+        self.peak_bytes = held_bytes
+        self.has_slot = True  # a request slot, until submitted (then the job holds it)
+        self.released = False
 
 
 @dataclass
@@ -63,8 +96,9 @@ class BatchScheduler:
         self._seq = itertools.count()
         self._batch_ids = itertools.count()
         self._admitted_tokens = 0
-        self._reserved_tokens = 0  # estimates of requests being tokenized
-        self._reservations = 0
+        self._reserved_tokens = 0  # estimates of requests not yet submitted
+        self._reservations = 0  # request slots held by reservations not yet submitted
+        self._held_bytes = 0
         self._queued_tokens = 0
         self._queued_inputs = 0
         self._closed = False
@@ -95,53 +129,71 @@ class BatchScheduler:
     def reserved_tokens(self) -> int:
         return self._reserved_tokens
 
-    def check_capacity(self) -> None:
-        """Cheap pre-check before tokenizing: refuse when the queue is already full."""
-        self.release(self.reserve(0))
+    @property
+    def held_bytes(self) -> int:
+        return self._held_bytes
 
-    def reserve(self, estimated_tokens: int) -> int:
-        """Hold `estimated_tokens` of the queue (at most all of it: a request too large for
-        the queue is judged on its real size by `submit`) and one request slot while the
-        request is tokenized, or refuse at once. Returns what to pass to `submit` / `release`."""
-        tokens = min(max(0, estimated_tokens), self.limits.max_queued_tokens)
+    def reserve(self, held_bytes: int = 0) -> Reservation:
+        """Before the body is read: hold a request slot and `held_bytes` (the declared body
+        size), or refuse at once: 413 when one request may never hold that much, 429 when the
+        queue is full now (tokens, bytes or slots)."""
+        held_bytes = max(0, held_bytes)
         with self._condition:
-            if self._closed:
-                raise QueueFullError("the server is shutting down", retry_after_s=5)
-            held = self._admitted_tokens + self._reserved_tokens
-            if held >= self.limits.max_queued_tokens or (
-                tokens and held + tokens > self.limits.max_queued_tokens
-            ):
-                raise self._queue_full(held + tokens - self.limits.max_queued_tokens + 1)
-            if len(self._jobs) + self._reservations >= self.limits.max_queued_requests:
-                raise self._queue_full(0, requests=True)
-            self._reserved_tokens += tokens
+            self._check_open()
+            self._check_request_bytes(held_bytes)
+            self._check_slot()
+            self._check_room(tokens=0, held_bytes=held_bytes)
+            reservation = Reservation(held_bytes)
             self._reservations += 1
-            return tokens
+            self._held_bytes += held_bytes
+            return reservation
 
-    def release(self, reserved: int) -> None:
-        """Give back a reservation that will not be submitted (the request failed)."""
+    def grow(
+        self,
+        reservation: Reservation,
+        *,
+        estimated_tokens: int,
+        min_tokens: int = 0,
+        extra_bytes: int = 0,
+    ) -> None:
+        """Once the request is parsed, before it is tokenized: add its estimated tokens (at
+        most one request's share: the measured size decides at `submit`) and the memory of its
+        texts and results. 413 when even `min_tokens` exceeds one request's share."""
+        tokens = min(max(0, estimated_tokens), self.limits.request_tokens)
+        extra_bytes = max(0, extra_bytes)
         with self._condition:
-            self._release_reservation(reserved)
+            self._check_open()
+            self._check_request_tokens(min_tokens)
+            self._check_request_bytes(reservation.bytes + extra_bytes)
+            self._check_room(tokens=tokens - reservation.tokens, held_bytes=extra_bytes)
+            self._reserved_tokens += tokens - reservation.tokens
+            reservation.tokens = tokens
+            self._held_bytes += extra_bytes
+            reservation.bytes += extra_bytes
+            reservation.peak_bytes = max(reservation.peak_bytes, reservation.bytes)
 
-    def submit(self, job: EmbeddingJob, *, reserved: int | None = None) -> None:
-        """Admit the job, turning its reservation (if any: `reserve`'s return) into admission;
-        the reservation is given back whatever the outcome."""
+    def release(self, reservation: Reservation) -> None:
+        """The request is over (answered, refused or gone): give back what it still holds.
+        Idempotent."""
         with self._condition:
-            if reserved is not None:
-                self._release_reservation(reserved)
-            if job.total_tokens > self.limits.max_queued_tokens:
-                raise RequestTooLargeError(
-                    f"the request holds {job.total_tokens} tokens, more than the "
-                    f"{self.limits.max_queued_tokens} this server queues at once; split it"
-                )
-            if self._closed:
-                raise QueueFullError("the server is shutting down", retry_after_s=5)
-            held = self._admitted_tokens + self._reserved_tokens
-            excess = held + job.total_tokens - self.limits.max_queued_tokens
-            if excess > 0:
-                raise self._queue_full(excess)
-            if len(self._jobs) + self._reservations >= self.limits.max_queued_requests:
-                raise self._queue_full(0, requests=True)
+            if reservation.released:
+                return
+            reservation.released = True
+            self._give_back_estimate(reservation)
+            self._held_bytes -= reservation.bytes
+            reservation.bytes = 0
+            assert self._held_bytes >= 0
+
+    def submit(self, job: EmbeddingJob, *, reservation: Reservation | None = None) -> None:
+        """Admit the job on its measured tokens; the reservation's estimate (and slot) is given
+        back whatever the outcome, its bytes stay held until `release`."""
+        with self._condition:
+            if reservation is not None:
+                self._give_back_estimate(reservation)
+            self._check_request_tokens(job.total_tokens)
+            self._check_open()
+            self._check_room(tokens=job.total_tokens, held_bytes=0)
+            self._check_slot()
             job.seq = next(self._seq)
             self._jobs[job.seq] = job
             self._admitted_tokens += job.total_tokens
@@ -216,12 +268,53 @@ class BatchScheduler:
             self._condition.notify_all()
             return jobs
 
-    # --- internals ------------------------------------------------------------------------------
-    def _release_reservation(self, reserved: int) -> None:
-        self._reserved_tokens -= reserved
-        self._reservations -= 1
+    # --- internals (called with the lock held) ----------------------------------------------------
+    def _give_back_estimate(self, reservation: Reservation) -> None:
+        self._reserved_tokens -= reservation.tokens
+        reservation.tokens = 0
+        if reservation.has_slot:
+            reservation.has_slot = False
+            self._reservations -= 1
         assert self._reserved_tokens >= 0
         assert self._reservations >= 0
+
+    def _check_open(self) -> None:
+        if self._closed:
+            raise QueueFullError("the server is shutting down", retry_after_s=5)
+
+    def _check_request_tokens(self, tokens: int) -> None:
+        if tokens > self.limits.request_tokens:
+            raise RequestTooLargeError(
+                f"the request holds {tokens} tokens, more than the {self.limits.request_tokens} "
+                "one request may hold on this server; split it into smaller requests",
+                code="too_many_tokens",
+            )
+
+    def _check_request_bytes(self, held_bytes: int) -> None:
+        limit = self.limits.request_bytes
+        if limit is not None and held_bytes > limit:
+            raise RequestTooLargeError(
+                f"the request needs about {held_bytes} bytes of memory (body, texts and "
+                f"results), more than the {limit} one request may hold on this server; "
+                "split it into smaller requests",
+                code="request_too_large",
+            )
+
+    def _check_slot(self) -> None:
+        if len(self._jobs) + self._reservations >= self.limits.max_queued_requests:
+            raise self._queue_full(0, what=f"{self.limits.max_queued_requests} queued requests")
+
+    def _check_room(self, *, tokens: int, held_bytes: int) -> None:
+        held = self._admitted_tokens + self._reserved_tokens
+        if held >= self.limits.max_queued_tokens or held + tokens > self.limits.max_queued_tokens:
+            raise self._queue_full(
+                max(1, held + tokens - self.limits.max_queued_tokens),
+                what=f"{self.limits.max_queued_tokens} queued tokens",
+            )
+        bound = self.limits.max_held_bytes
+        if bound is not None and held_bytes and self._held_bytes + held_bytes > bound:
+            # Request memory frees as requests finish: a batch's worth of time is the estimate.
+            raise self._queue_full(0, what=f"{bound} bytes of request memory")
 
     def _release_pending(self, job: EmbeddingJob) -> None:
         self._admitted_tokens -= job.pending_tokens
@@ -231,14 +324,9 @@ class BatchScheduler:
         job.pending_lengths = []
         job.pending_indices = []
 
-    def _queue_full(self, excess_tokens: int, *, requests: bool = False) -> QueueFullError:
+    def _queue_full(self, excess_tokens: int, *, what: str) -> QueueFullError:
         wait = self._throughput.seconds_for(max(excess_tokens, self.limits.max_batch_tokens))
         retry_after = min(MAX_RETRY_AFTER_S, max(1, math.ceil(wait)))
-        what = (
-            f"{self.limits.max_queued_requests} queued requests"
-            if requests
-            else f"{self.limits.max_queued_tokens} queued tokens"
-        )
         return QueueFullError(
             f"the server is at capacity ({what}); retry after {retry_after} s",
             retry_after_s=retry_after,

@@ -25,8 +25,10 @@ class Embedder(Protocol):
     architecture: str  # short name shown by /info, e.g. "bert" or "jina-bert-v2"
     parameter_count: int  # number of model parameters (check-model prints it)
 
-    def tokenize(self, texts: list[str]) -> list[list[int]]:
-        """Token ids of each text WITHOUT special tokens and WITHOUT truncation."""
+    def tokenize(self, texts: list[str], limit: int | None = None) -> list[list[int]]:
+        """Token ids of each text WITHOUT special tokens. Without `limit`, untruncated; with
+        it, each text is cut before tokenizing (models/bounded_encoding.py): a text holding
+        more than `limit` tokens may come back shortened, its first `limit` ids exact."""
         ...
 
     def prepare(self, ids: list[int]) -> list[int]:

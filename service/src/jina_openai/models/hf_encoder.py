@@ -70,8 +70,8 @@ class HFEncoderEmbedder:
         self.parameter_count = sum(parameter.numel() for parameter in model.parameters())
         self.pooling: PoolingMode = pooling  # shown by /info
 
-    def tokenize(self, texts: list[str]) -> list[list[int]]:
-        return self._tokenizer.encode(texts)
+    def tokenize(self, texts: list[str], limit: int | None = None) -> list[list[int]]:
+        return self._tokenizer.encode(texts, limit)
 
     def prepare(self, ids: list[int]) -> list[int]:
         return self._tokenizer.wrap(ids, self.max_input_tokens)
@@ -141,6 +141,14 @@ def load_hf_encoder(
     if limit <= tokenizer.special_token_count:
         raise ModelLoadError(f"max_input_tokens={limit} leaves no room for content tokens")
     model = _load_model(model_dir, device=device, dtype=dtype)
+    embedding_rows = int(model.get_input_embeddings().num_embeddings)
+    if tokenizer.id_limit > embedding_rows:
+        # Checked here, once: otherwise some batch fails later, with other users' requests.
+        raise ModelLoadError(
+            f"{model_dir}: the tokenizer produces ids up to {tokenizer.id_limit - 1}, but the "
+            f"model has {embedding_rows} embeddings ({config_path} vocab_size): the tokenizer "
+            "does not belong to these weights"
+        )
     return HFEncoderEmbedder(
         model=model,
         tokenizer=tokenizer,

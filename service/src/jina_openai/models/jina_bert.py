@@ -42,6 +42,7 @@ from jina_openai.models.alibi import (
     alibi_slopes,
 )
 from jina_openai.models.base import Embedder
+from jina_openai.models.bounded_encoding import encode_bounded, id_limit
 from jina_openai.models.errors import ModelLoadError
 
 __all__ = [
@@ -598,6 +599,15 @@ class JinaBertEmbedder:
                     f"{TOKENIZER_FILE}: special token id {token_id} is outside the model "
                     f"vocabulary of {config.vocab_size} ({CONFIG_FILE} vocab_size)"
                 )
+        # Checked here, once: a tokenizer that can emit ids the embedding matrix lacks would
+        # otherwise fail some batch later, with other users' requests in it.
+        tokenizer_ids = id_limit(tokenizer)
+        if tokenizer_ids > config.vocab_size:
+            raise CheckpointError(
+                f"{TOKENIZER_FILE} produces ids up to {tokenizer_ids - 1}, but the model has "
+                f"{config.vocab_size} embeddings ({CONFIG_FILE} vocab_size): the tokenizer does "
+                "not belong to these weights"
+            )
         self._model = model
         self._tokenizer = tokenizer
         self._cls_id = cls_id
@@ -614,9 +624,8 @@ class JinaBertEmbedder:
     def model(self) -> JinaBertModel:
         return self._model
 
-    def tokenize(self, texts: list[str]) -> list[list[int]]:
-        encodings = self._tokenizer.encode_batch(list(texts), add_special_tokens=False)
-        return [list(encoding.ids) for encoding in encodings]
+    def tokenize(self, texts: list[str], limit: int | None = None) -> list[list[int]]:
+        return encode_bounded(self._tokenizer, texts, limit)
 
     def prepare(self, ids: list[int]) -> list[int]:
         return [self._cls_id, *ids[: self.max_input_tokens - 2], self._sep_id]

@@ -14,6 +14,7 @@ from pathlib import Path
 from tokenizers import Tokenizer, normalizers, pre_tokenizers, processors
 from tokenizers.models import WordPiece
 
+from jina_openai.models.bounded_encoding import encode_bounded, id_limit
 from jina_openai.models.errors import ModelLoadError
 
 _PROBES = ("a", "hello", "x y z")
@@ -30,9 +31,14 @@ class TextTokenizer:
     def special_token_count(self) -> int:
         return len(self.prefix) + len(self.suffix)
 
-    def encode(self, texts: list[str]) -> list[list[int]]:
-        encodings = self._tokenizer.encode_batch(texts, add_special_tokens=False)
-        return [encoding.ids for encoding in encodings]
+    @property
+    def id_limit(self) -> int:
+        """One past the largest id the tokenizer can produce (added tokens included)."""
+        return id_limit(self._tokenizer)
+
+    def encode(self, texts: list[str], limit: int | None = None) -> list[list[int]]:
+        """Content ids; see bounded_encoding.encode_bounded for what `limit` does."""
+        return encode_bounded(self._tokenizer, texts, limit)
 
     def wrap(self, ids: list[int], max_total: int) -> list[int]:
         room = max(0, max_total - self.special_token_count)
