@@ -140,11 +140,8 @@ def test_long_inputs_are_rejected_when_truncation_is_off(tiny_model_dir: Path) -
         )
 
 
-def test_request_holding_more_tokens_than_its_share_of_the_queue_is_413(
-    tiny_model_dir: Path,
-) -> None:
-    # One request may hold a quarter of the queue: 100 of 400 tokens; each input is 64.
-    settings = make_settings(tiny_model_dir, max_queued_tokens=400, warmup=False)
+def test_request_holding_more_tokens_than_the_queue_is_413(tiny_model_dir: Path) -> None:
+    settings = make_settings(tiny_model_dir, max_queued_tokens=100, warmup=False)
     with running_app(settings) as client:
         assert_error(
             embed(client, input=["word " * 60, "word " * 60]),

@@ -60,8 +60,7 @@ def test_many_concurrent_clients_each_get_their_own_vectors(
 def test_overload_is_refused_at_once_while_accepted_work_completes(
     instrumented_app: Any,
 ) -> None:
-    # A request of 3 inputs holds up to 3 x 64 tokens: a quarter of the queue (its share).
-    with instrumented_app(delay_s=0.05, max_queued_tokens=800, max_batch_tokens=128) as (
+    with instrumented_app(delay_s=0.05, max_queued_tokens=200, max_batch_tokens=128) as (
         client,
         _,
     ):

@@ -13,6 +13,7 @@ from jina_openai.engine.memory_budget import (
     activation_bytes_per_token,
     derive_bounds,
     peak_mb,
+    request_token_share,
 )
 from jina_openai.settings import Settings
 
@@ -198,3 +199,10 @@ def test_gpu_batch_budget_is_capped_and_floored_and_explicit_settings_win() -> N
     assert batch(140_000) == GPU_MAX_BATCH_TOKENS
     assert batch(1) == 256
     assert batch(4000, explicit=1024) == 1024
+
+
+def test_one_request_holds_a_quarter_of_the_queue_but_always_fits_roo_codes_largest() -> None:
+    assert request_token_share(262_144) == 65_536
+    assert request_token_share(1_000_000) == 250_000
+    assert request_token_share(65_536) == 65_536  # a small queue: Roo's largest still fits
+    assert request_token_share(1_000) == 1_000  # never more than the queue itself

@@ -36,9 +36,9 @@ from jina_openai.engine.input_preparation import InputPreparer, PreparedInputs
 from jina_openai.engine.job import EmbeddingJob
 from jina_openai.engine.memory_budget import (
     REQUEST_BYTES_SHARE,
-    REQUEST_TOKEN_SHARE,
     derive_bounds,
     peak_mb,
+    request_token_share,
 )
 from jina_openai.engine.observer import EngineObserver, NullObserver
 from jina_openai.engine.scheduler import Batch, BatchScheduler, Reservation, SchedulerLimits
@@ -233,7 +233,7 @@ class EmbeddingEngine:
             max_batch_inputs=self.config.max_batch_inputs,
             max_queued_tokens=bounds.max_queued_tokens,
             max_queued_requests=self.config.max_queued_requests,
-            max_request_tokens=int(REQUEST_TOKEN_SHARE * bounds.max_queued_tokens),
+            max_request_tokens=request_token_share(bounds.max_queued_tokens),
             max_held_bytes=bounds.max_held_bytes,
             max_request_bytes=int(REQUEST_BYTES_SHARE * bounds.max_held_bytes),
         )

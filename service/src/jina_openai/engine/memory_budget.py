@@ -65,6 +65,17 @@ HELD_BYTES_DEFAULT = 256 * MIB
 # chunks, ~58k tokens) fit the default queue at once.
 REQUEST_TOKEN_SHARE = 0.25
 REQUEST_BYTES_SHARE = 0.5
+# ...but never less than Roo Code's largest request (200 chunks of ~1150 characters, ~58k
+# tokens), as long as the queue holds that much: a legitimate request is never too large.
+REQUEST_TOKENS_FLOOR = 65_536
+
+
+def request_token_share(max_queued_tokens: int) -> int:
+    """Tokens one request may hold of a queue of `max_queued_tokens`."""
+    share = int(REQUEST_TOKEN_SHARE * max_queued_tokens)
+    return max(share, min(max_queued_tokens, REQUEST_TOKENS_FLOOR))
+
+
 # Half the GPU memory left after loading goes to one pass's activations; beyond 64k padded
 # tokens a pass gains no throughput and only makes queries wait longer behind it.
 GPU_BATCH_SHARE = 0.5
