@@ -189,6 +189,11 @@ def test_serve_exits_with_status_3_when_the_model_cannot_load(tmp_path: Path) ->
         assert "does not exist" in server.log()
 
 
+def gunicorn_args(app: str) -> list[str]:
+    """gunicorn as the unit runs it: the service's configuration module, uvicorn workers."""
+    return [sys.executable, "-m", "gunicorn", "-c", "python:jina_openai.gunicorn_conf", app]
+
+
 def _maps(pid: int) -> str:
     return Path(f"/proc/{pid}/maps").read_text()
 
@@ -203,14 +208,7 @@ def test_gunicorn_with_uvicorn_workers(tiny_model_dir: Path, tmp_path: Path) -> 
         "JINA_OPENAI_TORCH_THREADS": "1",
         "JINA_OPENAI_GRACEFUL_TIMEOUT": "10",
     }
-    args = [
-        sys.executable,
-        "-m",
-        "gunicorn",
-        "-c",
-        "python:jina_openai.gunicorn_conf",
-        "jina_openai.asgi:create_app()",
-    ]
+    args = gunicorn_args("jina_openai.asgi:create_app()")
     with server_process(args, env=env, port=port, log_path=tmp_path / "log") as server:
         response = httpx.post(
             f"{server.base_url}/v1/embeddings", headers=AUTH, json={"input": ["x"]}, timeout=30
@@ -228,14 +226,7 @@ def test_gunicorn_with_uvicorn_workers(tiny_model_dir: Path, tmp_path: Path) -> 
 def test_gunicorn_stops_when_the_model_cannot_load(tmp_path: Path) -> None:
     port = free_port()
     env = {"JINA_OPENAI_MODEL_DIR": str(tmp_path / "none"), "JINA_OPENAI_PORT": str(port)}
-    args = [
-        sys.executable,
-        "-m",
-        "gunicorn",
-        "-c",
-        "python:jina_openai.gunicorn_conf",
-        "jina_openai.asgi:create_app()",
-    ]
+    args = gunicorn_args("jina_openai.asgi:create_app()")
     with server_process(args, env=env, port=port, log_path=tmp_path / "log", wait=False) as server:
         assert server.process.wait(60) == 3  # the arbiter halts instead of respawning forever
         assert "does not exist" in server.log()
@@ -274,14 +265,7 @@ def test_a_hung_or_broken_model_gets_its_worker_replaced(
         "JINA_OPENAI_MAX_CONSECUTIVE_FAILED_BATCHES": "3",
         "JINA_OPENAI_WARMUP": "false",
     }
-    args = [
-        sys.executable,
-        "-m",
-        "gunicorn",
-        "-c",
-        "python:jina_openai.gunicorn_conf",
-        "bench.faulty_app:create_app()",
-    ]
+    args = gunicorn_args("bench.faulty_app:create_app()")
     url = f"http://127.0.0.1:{port}/v1/embeddings"
     with server_process(args, env=env, port=port, log_path=tmp_path / "log") as server:
         first = _children(server.process.pid)

@@ -121,17 +121,18 @@ class BatchScheduler:
         return len(self._jobs)
 
     @property
-    def closed(self) -> bool:
-        return self._closed
-
-    # --- request side ---------------------------------------------------------------------------
-    @property
     def reserved_tokens(self) -> int:
         return self._reserved_tokens
 
     @property
     def held_bytes(self) -> int:
         return self._held_bytes
+
+    @property
+    def closed(self) -> bool:
+        return self._closed
+
+    # --- request side ---------------------------------------------------------------------------
 
     def reserve(self, held_bytes: int = 0) -> Reservation:
         """Before the body is read: hold a request slot and `held_bytes` (the declared body
