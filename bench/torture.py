@@ -19,6 +19,8 @@ import argparse
 import contextlib
 import platform
 import shlex
+import signal
+import subprocess
 import sys
 import time
 from dataclasses import dataclass, field
@@ -30,9 +32,17 @@ import httpx
 from bench.corpus import code_chunks
 from bench.rss import RssSampler, tree_rss_mb
 from bench.run import default_model, loadavg, usable_cores
-from bench.servers import API_KEY, OURS_APP, RunningServer, serve
+from bench.servers import API_KEY, OURS_APP, REPO_ROOT, RunningServer, serve
 from bench.torture_cases import CASES, CaseContext
-from bench.torture_probe import LogCursor, alive, tree_cpu_s, wait_idle, worker_pids
+from bench.torture_probe import (
+    IDLE_CPU_SHARE,
+    LogCursor,
+    alive,
+    probe,
+    tree_cpu_s,
+    wait_idle,
+    worker_pids,
+)
 from bench.torture_queries import QueryStream
 from bench.torture_report import verdict, write_report
 
@@ -110,6 +120,19 @@ class Service:
         self.running = None
 
 
+def code_version() -> str:
+    """The commit of the code under test (and whether the tree had changes)."""
+
+    def git(*args: str) -> str:
+        result = subprocess.run(
+            ["git", *args], cwd=REPO_ROOT, capture_output=True, text=True, check=False
+        )
+        return result.stdout.strip()
+
+    commit = git("rev-parse", "--short", "HEAD") or "unknown"
+    return f"{commit} (with uncommitted changes)" if git("status", "--porcelain") else commit
+
+
 def query_summary(queries: list[Any]) -> dict[str, Any]:
     from bench.loadgen import percentile
 
@@ -158,17 +181,22 @@ def run_case(
         time.sleep(args.after_s)
         rss_after = tree_rss_mb(running.pid)
         stuck = bool(facts.get("stuck"))  # the case saw that it will not recover
-        idle_after = (
-            None if stuck else wait_idle(running.base_url, running.pid, args.idle_timeout_s)
-        )
+        idle_after = None
+        if not stuck:
+            # --quick skips the CPU criterion: on a busy machine the queries alone exceed it.
+            cpu_share = None if args.quick else IDLE_CPU_SHARE
+            idle_after = wait_idle(
+                running.base_url, running.pid, args.idle_timeout_s, cpu_share=cpu_share
+            )
     idle_at = time.monotonic()
     cpu = tree_cpu_s(running.pid) - cpu_before
     survived = alive(running.pid)
     logged = log.read(keep_access=0)
     queries = query_summary(stream.between(started, idle_at))
     restarted = None
-    if not survived or idle_after is None:
-        restarted = "it died" if not survived else "stuck" if stuck else "not idle and ready again"
+    ready = survived and probe(running.base_url, "/ready")[0] == "200"
+    if not survived or stuck or not ready:  # busy but ready: it carries on, recorded as such
+        restarted = "it died" if not survived else "stuck" if stuck else "not ready again"
         service.stop()
         stream.set_base_url(service.start().base_url)
     other_lines = sum(logged.other_messages.values())
@@ -250,6 +278,7 @@ def torture(args: argparse.Namespace, command: str) -> dict[str, Any]:
     return {
         "title": args.title,
         "command": command,
+        "code": code_version(),
         "started": started_at,
         "duration_s": round(time.monotonic() - t0, 1),
         "loadavg": [load_before, loadavg()],
@@ -300,6 +329,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 
 def main() -> None:
+    # SIGTERM (timeout, kill) ends like Ctrl-C: the servers are stopped on the way out.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     command = shlex.join(["python", "-m", "bench.torture", *sys.argv[1:]])
     args = parse_args()
     print(f"torture: {command}", flush=True)

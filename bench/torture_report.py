@@ -100,6 +100,7 @@ def markdown(report: dict[str, Any]) -> str:
         f"# {report['title']}",
         "",
         f"Command: `{report['command']}`  ",
+        f"Code: {report['code']}  ",
         f"Started {report['started']}, {report['duration_s']:.0f} s; load average before/after "
         f"{report['loadavg'][0]} / {report['loadavg'][1]}; {report['machine']}.",
         "",
