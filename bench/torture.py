@@ -130,7 +130,8 @@ def code_version() -> str:
         return result.stdout.strip()
 
     commit = git("rev-parse", "--short", "HEAD") or "unknown"
-    return f"{commit} (with uncommitted changes)" if git("status", "--porcelain") else commit
+    changed = git("status", "--porcelain", "--untracked-files=no")
+    return f"{commit} (with uncommitted changes)" if changed else commit
 
 
 def query_summary(queries: list[Any]) -> dict[str, Any]:
