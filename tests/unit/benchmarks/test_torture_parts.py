@@ -64,11 +64,13 @@ def test_verdict_names_every_missed_target() -> None:
         "rss_peak_mib": 2000.0,
         "service_survived": True,
         "worker_restarts": 1,
-        "queries": {"p99_s": 3.0},
+        "queries": {"p99_s": 3.0, "statuses": {"200": 3, "429": 1}},
         "log": {"other_lines": 0},
     }
     failures = verdict("abort", result, {}, 1024)
-    assert len(failures) == 5, failures
+    assert len(failures) == 6, failures
     clean = {**result, "facts": {"attack": {"logged 499": 1}, "logged_status": 499}}
-    clean.update(rss_peak_mib=600.0, worker_restarts=0, queries={"p99_s": 0.1})
+    clean.update(
+        rss_peak_mib=600.0, worker_restarts=0, queries={"p99_s": 0.1, "statuses": {"200": 9}}
+    )
     assert verdict("abort", clean, {}, 1024) == []
