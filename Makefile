@@ -12,6 +12,8 @@
 #   make bench       in-process limit vs our service vs the naive baseline; writes docs/benchmarks.md
 #                    (~20 min on 2 cores; BENCH_ARGS="--model DIR --device cuda" for the jina model)
 #   make soak        long mixed load (20k requests); fails when RSS grows (SOAK_ARGS to change it)
+#   make torture     adversarial cases against the service under queries; writes docs/torture.md
+#                    (~10 min on 2 cores; TORTURE_ARGS="--cases big,xff" for some, "--quick")
 
 SHELL := /bin/bash
 .DEFAULT_GOAL := help
@@ -27,7 +29,7 @@ export HF_HUB_OFFLINE := 1
 # $(call timed,NAME,COMMAND): run COMMAND, then print how long it took and its exit status.
 timed = @start=$$(date +%s); ( $(2) ); rc=$$?; echo "== $(1): $$(( $$(date +%s) - start ))s (exit $$rc)"; exit $$rc
 
-.PHONY: help setup lint unit molecule test image wheelhouse demo demo-down bench soak clean
+.PHONY: help setup lint unit molecule test image wheelhouse demo demo-down bench soak torture clean
 
 help:
 	@sed -n 's/^#   //p' $(firstword $(MAKEFILE_LIST))
@@ -83,11 +85,15 @@ demo-down:
 # Loopback only; every load is bounded in time and requests (bench/README.md).
 BENCH_ARGS ?=
 SOAK_ARGS ?=
+TORTURE_ARGS ?=
 bench: setup
 	$(call timed,bench,$(BIN)/python -m bench.run $(BENCH_ARGS))
 
 soak: setup
 	$(call timed,soak,$(BIN)/python -m bench.soak $(SOAK_ARGS))
+
+torture: setup
+	$(call timed,torture,$(BIN)/python -m bench.torture $(TORTURE_ARGS))
 
 clean:
 	rm -rf build .pytest_cache .ruff_cache

@@ -8,12 +8,13 @@ the allocator variables the role puts into the unit. `naive`: bench/naive_server
 from __future__ import annotations
 
 import os
+import resource
 import signal
 import socket
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -38,14 +39,12 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-def ours_command() -> list[str]:
+OURS_APP = "jina_openai.asgi:create_app()"
+
+
+def ours_command(app: str = OURS_APP) -> list[str]:
     gunicorn = Path(sys.executable).with_name("gunicorn")
-    return [
-        str(gunicorn),
-        "-c",
-        "python:jina_openai.gunicorn_conf",
-        "jina_openai.asgi:create_app()",
-    ]
+    return [str(gunicorn), "-c", "python:jina_openai.gunicorn_conf", app]
 
 
 def ours_environment(
@@ -79,11 +78,15 @@ def serve(
     threads: int,
     settings: dict[str, str] | None = None,
     log: Path | None = None,
+    app: str = OURS_APP,
+    nofile: int | None = None,
 ) -> Iterator[RunningServer]:
-    """Run `ours` (settings: extra environment) or `naive` until the block ends."""
+    """Run `ours` (settings: extra environment; `app`: the gunicorn app, e.g. the torture's
+    fault-injecting one) or `naive` until the block ends; `nofile`: RLIMIT_NOFILE (soft and
+    hard) of the server's processes."""
     port = free_port()
     if kind == "ours":
-        command = ours_command()
+        command = ours_command(app)
         env = ours_environment(model, port, device=device, threads=threads, settings=settings or {})
     elif kind == "naive":
         command = [
@@ -103,7 +106,13 @@ def serve(
         raise ValueError(kind)
     output = open(log, "ab") if log is not None else subprocess.DEVNULL  # noqa: SIM115
     process = subprocess.Popen(
-        command, env=env, cwd=REPO_ROOT, stdout=output, stderr=output, start_new_session=True
+        command,
+        env=env,
+        cwd=REPO_ROOT,
+        stdout=output,
+        stderr=output,
+        start_new_session=True,
+        preexec_fn=None if nofile is None else _limit_nofile(nofile),
     )
     base_url = f"http://127.0.0.1:{port}"
     try:
@@ -113,6 +122,13 @@ def serve(
         _stop(process)
         if log is not None:
             output.close()  # type: ignore[union-attr]
+
+
+def _limit_nofile(limit: int) -> Callable[[], None]:
+    def apply() -> None:  # in the child, before exec
+        resource.setrlimit(resource.RLIMIT_NOFILE, (limit, limit))
+
+    return apply
 
 
 def _wait_ready(process: subprocess.Popen[bytes], base_url: str) -> None:
