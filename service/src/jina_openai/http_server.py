@@ -7,8 +7,10 @@ h11 protocol with two additions, fixes both:
 
 - **header timeout**: a connection must deliver its request line and headers within
   `header_timeout_s` of opening, or of its previous response; otherwise it is closed.
-- **connection limit**: beyond `max_connections` open connections a new one is answered
-  `503` and closed at once, so descriptors stay bounded. The limit is lowered to fit the
+- **connection limit**: at `max_connections` open connections, a new one takes the place of
+  the connection that has waited longest for its next request's headers (idle sockets cannot
+  lock clients out); when every connection has a request in flight, the new one is answered
+  `503` and closed at once. Descriptors stay bounded either way. The limit is lowered to fit the
   process's open-files limit (RLIMIT_NOFILE) less FD_RESERVE, so accept() never runs out of
   descriptors; should it still (another process of the user), asyncio's "socket.accept() out
   of system resource" error is logged once per minute with a count, not thousands of times a
@@ -72,15 +74,32 @@ def bounded_protocol(*, header_timeout_s: float, max_connections: int) -> type[H
 
     class BoundedH11Protocol(H11Protocol):
         def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
-            if len(self.connections) >= max_connections:
+            if len(self.connections) >= max_connections and not self._evict_an_idle_one():
                 self.transport = transport
                 transport.write(_BUSY_RESPONSE)
                 transport.close()
                 return
             super().connection_made(transport)
             self._header_deadline: asyncio.TimerHandle | None = None
+            self._waiting_since = 0.0
             self._cycle_seen = self.cycle
             self._arm_header_deadline()
+
+        def _evict_an_idle_one(self) -> bool:
+            """At the limit, close the connection that has waited longest for its next
+            request's headers (idle, or a slowloris), so that a crowd of idle sockets cannot
+            lock out clients with requests. False when every connection has one in flight."""
+            waiting = [
+                other
+                for other in self.connections
+                if isinstance(other, BoundedH11Protocol) and other._header_deadline is not None
+            ]
+            if not waiting:
+                return False
+            oldest = min(waiting, key=lambda other: other._waiting_since)
+            oldest._disarm_header_deadline()
+            oldest.transport.close()
+            return True
 
         def connection_lost(self, exc: Exception | None) -> None:
             if self.flow is None:  # refused in connection_made: nothing was set up
@@ -102,6 +121,7 @@ def bounded_protocol(*, header_timeout_s: float, max_connections: int) -> type[H
 
         def _arm_header_deadline(self) -> None:
             self._disarm_header_deadline()
+            self._waiting_since = self.loop.time()
             self._header_deadline = self.loop.call_later(header_timeout_s, self._headers_late)
 
         def _disarm_header_deadline(self) -> None:

@@ -97,8 +97,8 @@ class Settings(BaseSettings):
     max_connections: int = Field(
         default=1024,
         ge=1,
-        description="Open connections per worker; more are answered 503 and closed at once. "
-        "Lowered to fit the open-files limit (RLIMIT_NOFILE) less a reserve.",
+        description="Open connections per worker; a new one replaces the longest idle one, or "
+        "gets 503 when all have requests in flight. Lowered to fit RLIMIT_NOFILE less 128.",
     )
 
     # --- request limits ----------------------------------------------------------------------

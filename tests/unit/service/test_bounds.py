@@ -229,7 +229,8 @@ def test_a_hung_batch_turns_the_service_unready_and_tells_the_owner(
     options = {"app_options": {"on_engine_failure": lambda e, load: failures.append((e, load))}}
     with instrumented_app(gated=True, batch_timeout_s=0.5, **options) as (client, _):
         response = client.post("/v1/embeddings", json={"input": ["never comes back"]})
-        assert_error(response, 500, code="inference_failed")
+        assert_error(response, 503, code="model_not_ready")  # retry: the worker is replaced
+        assert int(response.headers["retry-after"]) >= 1
         assert_error(client.get("/ready"), 503, code="model_not_ready")
         assert_error(client.post("/v1/embeddings", json={"input": ["x"]}), 503)
     assert len(failures) == 1

@@ -270,8 +270,8 @@ def test_a_hung_or_broken_model_gets_its_worker_replaced(
     with server_process(args, env=env, port=port, log_path=tmp_path / "log") as server:
         first = _children(server.process.pid)
         hung = httpx.post(url, json={"input": [f"x {HANG_MARKER} y"]}, timeout=60)
-        assert hung.status_code == 500  # failed by the watchdog, before the worker exits
-        assert hung.json()["error"]["code"] == "inference_failed"
+        assert hung.status_code == 503  # failed by the watchdog, before the worker exits
+        assert hung.json()["error"]["code"] == "model_not_ready"
         second = _wait_for_new_ready_worker(server, first)
         for _ in range(3):
             failed = httpx.post(url, json={"input": [FAIL_MARKER]}, timeout=60)

@@ -30,7 +30,7 @@ import torch
 
 from jina_openai.engine.admission import Admission, SubmittedJob
 from jina_openai.engine.allocator import MallocTrimmer
-from jina_openai.engine.errors import EngineGaveUpError, EngineNotReadyError, InferenceFailedError
+from jina_openai.engine.errors import EngineGaveUpError, EngineNotReadyError
 from jina_openai.engine.inference_worker import InferenceWorker
 from jina_openai.engine.input_preparation import InputPreparer, PreparedInputs
 from jina_openai.engine.job import EmbeddingJob
@@ -268,7 +268,10 @@ class EmbeddingEngine:
         if self.scheduler is not None:
             self._fail_queued(self.scheduler.close(), f"the inference thread failed: {exc}")
         if running is not None:
-            error = InferenceFailedError(f"the inference thread failed: {exc}")
+            # 503, not 500: the request is fine, the worker is being replaced; retry it.
+            error = EngineNotReadyError(
+                f"the inference thread failed: {exc}", retry_after_s=LOADING_RETRY_AFTER_S
+            )
             for job, _ in running.items:
                 job.finish(error)
         if self._on_failure is not None:
