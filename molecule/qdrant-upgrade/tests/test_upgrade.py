@@ -235,6 +235,7 @@ def test_rollback_playbook_restores_the_previous_version_and_its_data(host, vers
     aside = host.check_output("ls -d /var/lib/qdrant/storage.before-rollback-from-*").split()
     assert len(aside) == 1
     assert aside[0].startswith(f"/var/lib/qdrant/storage.before-rollback-from-{new}-")
+    assert f"is kept in {aside[0]}" in output, "the message names the directory the data went to"
     assert host.file(f"/opt/qdrant/{new}/qdrant").exists
     assert not host.file("/etc/systemd/system/qdrant.service.d/rollback-restore.conf").exists
     assert not host.file("/var/lib/qdrant/last-upgrade.json").exists
