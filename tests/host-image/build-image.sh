@@ -22,6 +22,7 @@ packages=(
   python3 python3-venv python3-apt
   sudo openssh-server
   ca-certificates iproute2 procps
+  rsync
 )
 
 export CONTAINERS_CONF=${CONTAINERS_CONF:-$here/containers.conf}

@@ -1670,6 +1670,10 @@ class Engine:
         if kind == "delete_collection":
             self.collections.pop(name, None)
             return
+        if kind == "restore_collection":
+            coll = Collection.load({**record["data"], "name": name})
+            self.collections[name] = coll
+            return
         coll = self.collections.get(name)
         if coll is None:
             raise StorageCorruptError(
@@ -1703,6 +1707,16 @@ class Engine:
             if name in self.collections:
                 raise ApiError(409, f"Wrong input: Collection `{name}` already exists!")
             self._commit({"t": "create_collection", "c": name, "cfg": config, "at": utc_now_iso()})
+
+    def restore_collection(self, name: str, data: dict[str, Any]) -> None:
+        """Replace (or create) collection NAME with DATA, a dump from a snapshot (logged)."""
+        with self.lock:
+            Collection.load({**data, "name": name})  # refuse a broken dump before logging it
+            self._commit({"t": "restore_collection", "c": name, "data": data})
+
+    def dump_all(self) -> list[dict[str, Any]]:
+        with self.lock:
+            return json.loads(json.dumps([c.dump() for c in self.collections.values()]))
 
     def update_collection(self, name: str, patch: dict[str, Any]) -> None:
         with self.lock:
@@ -2036,6 +2050,11 @@ class App:
             ("GET", "/collections/{c}/snapshots", self.list_snapshots),
             ("GET", "/collections/{c}/snapshots/{s}", self.download_snapshot),
             ("DELETE", "/collections/{c}/snapshots/{s}", self.delete_snapshot),
+            ("PUT", "/collections/{c}/snapshots/recover", self.recover_snapshot),
+            ("POST", "/snapshots", self.create_full_snapshot),
+            ("GET", "/snapshots", self.list_full_snapshots),
+            ("GET", "/snapshots/{s}", self.download_full_snapshot),
+            ("DELETE", "/snapshots/{s}", self.delete_full_snapshot),
         ):
             self.routes.append((method, tuple(pattern.strip("/").split("/")), handler))
 
@@ -2416,7 +2435,7 @@ class App:
         while os.path.exists(os.path.join(directory, name)):
             name = f"{base}-{counter}.snapshot"
             counter += 1
-        data = _snapshot_tar(state, now)
+        data = _snapshot_tar([state], now)
         path = os.path.join(directory, name)
         write_file_atomic(path, data)
         checksum = hashlib.sha256(data).hexdigest()
@@ -2432,28 +2451,77 @@ class App:
     def list_snapshots(self, req: Request, started: float, c: str) -> Any:
         if not self.engine.exists(c):
             raise collection_not_found(c)
-        directory = self._snapshot_dir(c)
-        if not os.path.isdir(directory):
-            return []
-        out = []
-        for name in sorted(os.listdir(directory)):
-            if not SNAPSHOT_NAME.match(name):
-                continue
-            path = os.path.join(directory, name)
-            stat = os.stat(path)
-            checksum = None
-            with contextlib.suppress(OSError), open(path + ".checksum", encoding="ascii") as handle:
-                checksum = handle.read().strip() or None
-            created = dt.datetime.fromtimestamp(stat.st_mtime, dt.UTC).replace(tzinfo=None)
-            out.append(
-                {
-                    "name": name,
-                    "creation_time": created.isoformat(timespec="seconds"),
-                    "size": stat.st_size,
-                    "checksum": checksum,
-                }
+        return _list_snapshot_files(self._snapshot_dir(c))
+
+    def recover_snapshot(self, req: Request, started: float, c: str) -> Any:
+        """PUT /collections/{c}/snapshots/recover: a file:// location below snapshots_path."""
+        body = req.json_object()
+        location = body.get("location")
+        if not isinstance(location, str) or not location:
+            raise format_error("missing field `location`")
+        if not location.startswith("file://"):
+            raise unsupported("a snapshot location other than file://")
+        path = os.path.realpath(unquote(location[len("file://") :]))
+        root = os.path.realpath(self.settings.snapshots_path)
+        if os.path.commonpath([path, root]) != root or not os.path.isfile(path):
+            raise ApiError(
+                404, f"Not found: Snapshot file {path} not found below the snapshots directory"
             )
-        return out
+        with open(path, "rb") as handle:
+            data = handle.read()
+        checksum = body.get("checksum")
+        if checksum is not None and hashlib.sha256(data).hexdigest() != str(checksum).lower():
+            raise bad_input(f"Snapshot checksum mismatch: {location}")
+        collections = _read_snapshot_tar(data)
+        if len(collections) != 1:
+            raise bad_input(f"{location} is not a collection snapshot")
+        self.engine.restore_collection(c, collections[0])
+        LOG.info("recovered collection %s from %s", c, path)
+        return True
+
+    def create_full_snapshot(self, req: Request, started: float) -> Any:
+        now = dt.datetime.now(dt.UTC).replace(tzinfo=None)
+        directory = self.settings.snapshots_path
+        makedirs_durable(directory)
+        base = f"full-snapshot-{now:%Y-%m-%d-%H-%M-%S}"
+        name = f"{base}.snapshot"
+        counter = 1
+        while os.path.exists(os.path.join(directory, name)):
+            name = f"{base}-{counter}.snapshot"
+            counter += 1
+        data = _snapshot_tar(self.engine.dump_all(), now, full=True)
+        path = os.path.join(directory, name)
+        write_file_atomic(path, data)
+        checksum = hashlib.sha256(data).hexdigest()
+        write_file_atomic(path + ".checksum", checksum.encode())
+        LOG.info("created full storage snapshot %s", path)
+        return {
+            "name": name,
+            "creation_time": now.isoformat(timespec="seconds"),
+            "size": len(data),
+            "checksum": checksum,
+        }
+
+    def list_full_snapshots(self, req: Request, started: float) -> Any:
+        return _list_snapshot_files(self.settings.snapshots_path)
+
+    def _full_snapshot_path(self, s: str) -> str:
+        path = os.path.join(self.settings.snapshots_path, s)
+        if not SNAPSHOT_NAME.match(s) or not os.path.isfile(path):
+            raise ApiError(404, f"Not found: Snapshot {s} not found")
+        return path
+
+    def download_full_snapshot(self, req: Request, started: float, s: str) -> Any:
+        with open(self._full_snapshot_path(s), "rb") as handle:
+            return Response(200, handle.read(), "application/octet-stream")
+
+    def delete_full_snapshot(self, req: Request, started: float, s: str) -> Any:
+        path = self._full_snapshot_path(s)
+        os.unlink(path)
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(path + ".checksum")
+        fsync_dir(os.path.dirname(path))
+        return True
 
     def _snapshot_path(self, c: str, s: str) -> str:
         if not SNAPSHOT_NAME.match(s):
@@ -2476,6 +2544,30 @@ class App:
         return True
 
 
+def _list_snapshot_files(directory: str) -> list[dict[str, Any]]:
+    if not os.path.isdir(directory):
+        return []
+    out = []
+    for name in sorted(os.listdir(directory)):
+        if not SNAPSHOT_NAME.match(name):
+            continue
+        path = os.path.join(directory, name)
+        stat = os.stat(path)
+        checksum = None
+        with contextlib.suppress(OSError), open(path + ".checksum", encoding="ascii") as handle:
+            checksum = handle.read().strip() or None
+        created = dt.datetime.fromtimestamp(stat.st_mtime, dt.UTC).replace(tzinfo=None)
+        out.append(
+            {
+                "name": name,
+                "creation_time": created.isoformat(timespec="seconds"),
+                "size": stat.st_size,
+                "checksum": checksum,
+            }
+        )
+    return out
+
+
 def _object(value: Any) -> dict[str, Any]:
     if not isinstance(value, dict):
         raise format_error("expected an object")
@@ -2491,11 +2583,15 @@ def _payload(item: dict[str, Any]) -> dict[str, Any]:
     return payload
 
 
-def _snapshot_tar(state: dict[str, Any], now: dt.datetime) -> bytes:
+def _snapshot_tar(states: list[dict[str, Any]], now: dt.datetime, full: bool = False) -> bytes:
+    """A snapshot: collection.json (one collection) or, FULL, collections.json (all of them)."""
     buffer = io.BytesIO()
     mtime = int(now.replace(tzinfo=dt.UTC).timestamp())
+    payload = states if full else states[0]
     files = {
-        "collection.json": json.dumps(state, separators=(",", ":")).encode(),
+        ("collections.json" if full else "collection.json"): json.dumps(
+            payload, separators=(",", ":")
+        ).encode(),
         "STANDIN-README.txt": (
             f"Snapshot written by the Qdrant {STANDIN_NOTE} (version {VERSION}).\n"
             "It is NOT a real Qdrant snapshot and cannot be restored into Qdrant.\n"
@@ -2509,6 +2605,24 @@ def _snapshot_tar(state: dict[str, Any], now: dt.datetime) -> bytes:
             info.mode = 0o644
             tar.addfile(info, io.BytesIO(data))
     return buffer.getvalue()
+
+
+def _read_snapshot_tar(data: bytes) -> list[dict[str, Any]]:
+    """The collection dumps in a stand-in snapshot (one for a collection snapshot)."""
+    try:
+        with tarfile.open(fileobj=io.BytesIO(data), mode="r:") as tar:
+            names = tar.getnames()
+            member = "collections.json" if "collections.json" in names else "collection.json"
+            handle = tar.extractfile(member)
+            if handle is None:
+                raise KeyError(member)
+            loaded = json.loads(handle.read())
+    except (tarfile.TarError, KeyError, ValueError) as exc:
+        raise ApiError(400, f"Bad request: not a stand-in snapshot ({exc})") from None
+    states = loaded if isinstance(loaded, list) else [loaded]
+    if not all(isinstance(state, dict) and "points" in state for state in states):
+        raise ApiError(400, "Bad request: not a stand-in snapshot (no collection data)")
+    return states
 
 
 def _decode_wal_line(line: bytes) -> dict[str, Any] | None:
@@ -2704,6 +2818,21 @@ def _configure_logging(level: int) -> None:
     root.setLevel(level)
 
 
+def recover_storage(engine: Engine, path: str, force: bool) -> None:
+    """--storage-snapshot: load every collection of a full snapshot (durably, through the WAL)."""
+    with open(path, "rb") as handle:
+        states = _read_snapshot_tar(handle.read())
+    existing = [s["name"] for s in states if engine.exists(s["name"])]
+    if existing and not force:
+        raise StorageCorruptError(
+            f"collection(s) {', '.join(sorted(existing))} already exist; use --force-snapshot"
+            " to replace them"
+        )
+    for state in states:
+        engine.restore_collection(state["name"], state)
+    LOG.info("recovered %d collection(s) from full snapshot %s", len(states), path)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="qdrant",
@@ -2712,6 +2841,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--config-path", help="YAML configuration file")
     parser.add_argument("--version", action="store_true", help="print the version and exit")
     parser.add_argument("--disable-telemetry", action="store_true", help="accepted; no effect")
+    parser.add_argument(
+        "--storage-snapshot",
+        help="recover the whole storage from this full snapshot at start-up, then serve",
+    )
+    parser.add_argument(
+        "--force-snapshot",
+        action="store_true",
+        help="with --storage-snapshot: replace collections that already exist",
+    )
     parser.add_argument("--uri", help="cluster mode: not supported by the stand-in")
     parser.add_argument("--bootstrap", help="cluster mode: not supported by the stand-in")
     args = parser.parse_args(argv)
@@ -2741,6 +2879,14 @@ def main(argv: list[str] | None = None) -> int:
     except (StorageCorruptError, OSError) as exc:
         LOG.error("cannot open storage: %s", exc)
         return 1
+    if args.storage_snapshot:
+        try:
+            recover_storage(engine, args.storage_snapshot, args.force_snapshot)
+        except (ApiError, OSError, StorageCorruptError) as exc:
+            message = exc.message if isinstance(exc, ApiError) else str(exc)
+            LOG.error("cannot recover %s: %s", args.storage_snapshot, message)
+            engine.close()
+            return 1
     app = App(settings, engine)
     try:
         server = _Server((settings.host, settings.http_port), app)

@@ -399,6 +399,18 @@ def test_check_mode_changes_nothing():
     assert recap_changed(result.stdout) == 0, result.stdout[-3000:]
 
 
+def test_snapshot_timer_is_on_by_default_and_runs_with_the_api_key(host):
+    assert host.service("qdrant-snapshot.timer").is_enabled
+    assert host.service("qdrant-snapshot.timer").is_running
+    unit = "qdrant-snapshot.service"
+    assert host.check_output(f"systemctl show {unit} -P StateDirectory") == "qdrant-snapshot"
+    run = host.run(f"systemctl start {unit}")
+    log = host.check_output(f"journalctl -u {unit} -n 20 --no-pager --output cat")
+    assert run.rc == 0, log
+    assert " error(s)" in log
+    assert "error:" not in log, log
+
+
 def test_checksum_mismatch_fails_naming_the_file(host):
     """The stand-in tarball offered as real Qdrant 1.18.3 must not match the pinned checksum."""
     archive = next((PROJECT / "build/qdrant-standin").glob("*/qdrant-*-unknown-linux-musl.tar.gz"))
@@ -406,6 +418,9 @@ def test_checksum_mismatch_fails_naming_the_file(host):
     result = run_playbook(
         "--tags",
         "qdrant_install",
+        # 1.15.5 -> 1.18.3 is a jump the preflight refuses; allowed here to reach the checksum.
+        "-e",
+        "qdrant_upgrade_allow_version_jump=true",
         "-e",
         "qdrant_version=1.18.3",
         "-e",

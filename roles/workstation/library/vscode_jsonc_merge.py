@@ -14,14 +14,27 @@ entries) stays as it was:
 - ``mode: object`` sets (or, absent, removes) top-level keys of an object (settings.json).
 
 The result is parsed again before it is written; a file that is not valid JSONC fails with
-its path, line and column, and is left alone.
+its path, line and column, and is left alone. Nothing outside the managed entries is lost:
+
+- a file holding only comments (settings the user commented out) keeps them, the new value
+  goes after them;
+- a symlink (stow, home-manager) is followed and its target written, the link stays;
+- CRLF line endings, a UTF-8 byte order mark and the presence or absence of the final newline
+  are kept;
+- a comment next to a managed entry (also between it and its comma) stays when the entry goes;
+- ``backup: true`` keeps a timestamped copy of the file before it is changed (as Ansible's own
+  file modules do); the new text is written to a temporary file, fsync'ed, renamed over the
+  file and the directory fsync'ed.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+import shutil
 import tempfile
+import time
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -80,6 +93,12 @@ options:
     description: File mode of a new file.
     type: str
     default: "0600"
+  backup:
+    description: Keep a timestamped copy of the file (next to it) before changing it.
+    type: bool
+    default: false
+notes:
+  - A symlinked file is followed; its target is written and the link is kept.
 author: [jina-stack infrastructure team]
 """
 
@@ -98,9 +117,18 @@ managed:
   description: Number of managed elements or keys now in the file.
   type: int
   returned: always
+target:
+  description: The file written when path is a symlink.
+  type: str
+  returned: when path is a symlink
+backup_file:
+  description: The copy made before the change.
+  type: str
+  returned: when backup is true and the file changed
 """
 
 INDENT = "  "
+BOM = b"\xef\xbb\xbf"
 
 
 class JsoncError(ValueError):
@@ -303,11 +331,18 @@ def _remove_spans(text: str, container: Node, removed: list[Node]) -> str:
         after = _next_token(text, node.end)
         start = _line_start(text, node.start)
         if text.startswith(",", after):
-            text = _drop_blank_line(text[:start] + text[after + 1 :], start)
+            between = text[node.end : after]
+            if between.strip():
+                # A comment between the entry and its comma is the user's: it stays in place.
+                text = text[: node.start] + between.lstrip() + text[after + 1 :]
+            else:
+                text = _drop_blank_line(text[:start] + text[after + 1 :], start)
             continue
-        # The last element: drop the comma before it, if there is one.
+        # The last element: drop the comma before it, if there is one and it sits right
+        # after the value before it (where this module puts one). A comma after a comment
+        # or a space is the user's way of writing a trailing comma: it stays.
         prev = _prev_token(text, container.start, node.start)
-        if text[prev] == ",":
+        if text[prev] == "," and _prev_token(text, container.start, prev) == prev - 1:
             text = text[:prev] + text[prev + 1 : start] + text[node.end :]
             text = _drop_blank_line(text, start - 1)
         else:
@@ -326,6 +361,13 @@ def _render(value: Any, indent: str) -> str:
     return rendered.replace("\n", "\n" + indent)
 
 
+def _keep_before(text: str) -> str:
+    """TEXT of a file without a value (comments, whitespace), ready for a value after it."""
+    if text and not text.endswith("\n"):
+        return text + "\n"
+    return text
+
+
 def merge_array(
     text: str,
     key: str,
@@ -339,7 +381,7 @@ def merge_array(
         if not entries:
             return text
         data: Any = entries if not key else {**(new_file or {}), key: entries}
-        return json.dumps(data, indent=2, ensure_ascii=False) + "\n"
+        return _keep_before(text) + json.dumps(data, indent=2, ensure_ascii=False) + "\n"
     if not key:
         if not isinstance(root.value, list):
             raise JsoncError("expected a JSON array at the top level", text, root.start)
@@ -383,10 +425,30 @@ def _append_items(text: str, container: Node, close: int, rendered: list[str], i
     prev = _prev_token(text, container.start, close)
     needs_comma = text[prev] not in "[{,"
     head = text[: prev + 1] + ("," if needs_comma else "")
-    between = text[prev + 1 : close].rstrip()  # keeps a comment after the last entry
+    between = text[prev + 1 : close]
+    between = between[: _comments_end(between)]  # keeps comments after the last entry, intact
     outer = _indent_of(text, container.start)
     body = ",\n".join(indent + item for item in rendered)
     return head + between + "\n" + body + "\n" + outer + text[close:]
+
+
+def _comments_end(gap: str) -> int:
+    """End of the last comment in GAP (whitespace and comments only); 0 when there is none.
+
+    A line comment ends before its newline: trailing spaces inside it are the user's text.
+    """
+    pos = end = 0
+    while pos < len(gap):
+        if gap.startswith("//", pos):
+            stop = gap.find("\n", pos)
+            pos = end = len(gap) if stop < 0 else stop
+            if gap[end - 1 : end] == "\r":
+                end -= 1
+        elif gap.startswith("/*", pos):
+            pos = end = gap.index("*/", pos + 2) + 2
+        else:
+            pos += 1
+    return end
 
 
 def _node_at(root: Node | None, start: int) -> Node:
@@ -406,7 +468,7 @@ def merge_object(text: str, settings: dict, remove: bool) -> str:
     if root is None:
         if remove or not settings:
             return text
-        return json.dumps(settings, indent=2, ensure_ascii=False) + "\n"
+        return _keep_before(text) + json.dumps(settings, indent=2, ensure_ascii=False) + "\n"
     if not isinstance(root.value, dict):
         raise JsoncError("expected a JSON object at the top level", text, root.start)
     members = {key: (key_start, node) for key, key_start, node in root.members}
@@ -450,7 +512,21 @@ def _managed_predicate(field_name: str, values: list[str], prefix: str) -> Any:
 
 
 def compute(params: dict, text: str) -> tuple[str, int]:
-    """The new text for PARAMS and the number of managed entries it holds."""
+    """The new text for PARAMS and the number of managed entries it holds.
+
+    A file whose every line ends in CRLF is edited with LF and written back with CRLF (the
+    mapping is one to one: a lone CR stays a lone CR); any other file keeps its bytes and new
+    lines get LF.
+    """
+    crlf = "\r\n" in text and text.count("\n") == text.count("\r\n")
+    work = text.replace("\r\n", "\n") if crlf else text
+    new, managed = _compute(params, work)
+    if new == work:
+        return text, managed
+    return (new.replace("\n", "\r\n") if crlf else new), managed
+
+
+def _compute(params: dict, text: str) -> tuple[str, int]:
     if params["mode"] == "object":
         new = merge_object(text, params["settings"], params["state"] == "absent")
         data = loads(new) or {}
@@ -468,20 +544,100 @@ def compute(params: dict, text: str) -> tuple[str, int]:
     return new, sum(1 for e in array if is_managed(e))
 
 
-def _write(path: str, text: str, mode_bits: str) -> None:
+class MergeFailedError(Exception):
+    """A failure to report with fail_json; the file was not changed."""
+
+
+def _fsync_dir(directory: str) -> None:
+    fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _write(path: str, data: bytes, mode_bits: str) -> None:
+    """Atomically and durably: temporary file, fsync, rename over PATH, fsync the directory."""
     directory = os.path.dirname(path) or "."
     os.makedirs(directory, exist_ok=True)
-    mode = os.stat(path).st_mode & 0o7777 if os.path.exists(path) else int(mode_bits, 8)
+    try:
+        old = os.stat(path)
+    except FileNotFoundError:
+        old = None
     fd, tmp = tempfile.mkstemp(dir=directory, prefix=".jina-stack-")
     try:
-        with os.fdopen(fd, "w", encoding="utf-8", newline="") as handle:
-            handle.write(text)
-        os.chmod(tmp, mode)
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(data)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.chmod(tmp, old.st_mode & 0o7777 if old else int(mode_bits, 8))
+        if old is not None and (old.st_uid, old.st_gid) != (os.geteuid(), os.getegid()):
+            with contextlib.suppress(PermissionError):
+                os.chown(tmp, old.st_uid, old.st_gid)
         os.replace(tmp, path)
     except BaseException:
         if os.path.exists(tmp):
             os.unlink(tmp)
         raise
+    _fsync_dir(directory)
+
+
+def backup_copy(path: str) -> str:
+    """A copy of PATH named as Ansible's backup_local names it: PATH.PID.YYYY-MM-DD@HH:MM:SS~."""
+    stamp = time.strftime("%Y-%m-%d@%H:%M:%S", time.localtime())
+    backup = f"{path}.{os.getpid()}.{stamp}~"
+    shutil.copy2(path, backup)
+    return backup
+
+
+def apply(
+    params: dict,
+    check_mode: bool = False,
+    diff: bool = False,
+    backup: Any = backup_copy,
+) -> dict[str, Any]:
+    """Read, merge and (unless nothing changes or CHECK_MODE) write PARAMS["path"].
+
+    Raises MergeFailedError, with the file untouched, for unreadable, non-UTF-8 or malformed input.
+    """
+    path = params["path"]
+    target = os.path.realpath(path)  # a symlink's target is the file to edit
+    try:
+        with open(target, "rb") as handle:
+            raw = handle.read()
+        exists = True
+    except FileNotFoundError:
+        raw, exists = b"", False
+    except OSError as exc:
+        raise MergeFailedError(f"cannot read {path}: {exc}") from exc
+    bom = raw.startswith(BOM)
+    try:
+        before = raw[len(BOM) if bom else 0 :].decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise MergeFailedError(
+            f"{path}: not UTF-8 (byte {exc.start + (len(BOM) if bom else 0)}); "
+            "the file was left as it is"
+        ) from exc
+    try:
+        after, managed = compute(params, before)
+    except ValueError as exc:
+        raise MergeFailedError(f"{path}: {exc}; the file was left as it is") from exc
+    changed = after != before
+    result: dict[str, Any] = {"changed": changed, "path": path, "managed": managed}
+    if target != os.path.abspath(path):
+        result["target"] = target
+    if diff:
+        result["diff"] = {
+            "before": before,
+            "after": after,
+            "before_header": path,
+            "after_header": path,
+        }
+    if changed and not check_mode:
+        if params.get("backup") and exists:
+            result["backup_file"] = backup(target)
+        _write(target, (BOM if bom else b"") + after.encode("utf-8"), params["mode_bits"])
+    return result
 
 
 def main() -> None:
@@ -500,32 +656,14 @@ def main() -> None:
             "new_file": {"type": "dict", "default": {}},
             "state": {"type": "str", "choices": ["present", "absent"], "default": "present"},
             "mode_bits": {"type": "str", "default": "0600"},
+            "backup": {"type": "bool", "default": False},
         },
         supports_check_mode=True,
     )
-    path = module.params["path"]
     try:
-        with open(path, encoding="utf-8-sig") as handle:
-            before = handle.read()
-    except FileNotFoundError:
-        before = ""
-    except OSError as exc:
-        module.fail_json(msg=f"cannot read {path}: {exc}")
-    try:
-        after, managed = compute(module.params, before)
-    except ValueError as exc:
-        module.fail_json(msg=f"{path}: {exc}; the file was left as it is")
-    changed = after != before
-    result = {"changed": changed, "path": path, "managed": managed}
-    if module._diff:
-        result["diff"] = {
-            "before": before,
-            "after": after,
-            "before_header": path,
-            "after_header": path,
-        }
-    if changed and not module.check_mode:
-        _write(path, after, module.params["mode_bits"])
+        result = apply(module.params, module.check_mode, module._diff, module.backup_local)
+    except MergeFailedError as exc:
+        module.fail_json(msg=str(exc))
     module.exit_json(**result)
 
 

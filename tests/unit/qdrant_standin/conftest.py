@@ -99,6 +99,7 @@ class Standin:
         self.port = 0
         self.starts = 0
         self.log_path = workdir / "qdrant-0.log"
+        self.extra_args: list[str] = []  # e.g. --storage-snapshot FILE, for the next start
         self.write_config()
 
     def write_config(self) -> None:
@@ -119,7 +120,14 @@ class Standin:
         env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), **self.env}
         with open(self.log_path, "wb") as log:
             self.proc = subprocess.Popen(
-                [PYTHON, "-I", str(self.binary), "--config-path", str(self.config_path)],
+                [
+                    PYTHON,
+                    "-I",
+                    str(self.binary),
+                    "--config-path",
+                    str(self.config_path),
+                    *self.extra_args,
+                ],
                 cwd=self.workdir,
                 env=env,
                 stdin=subprocess.DEVNULL,
