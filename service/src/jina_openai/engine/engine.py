@@ -30,7 +30,12 @@ import torch
 
 from jina_openai.engine.admission import Admission, SubmittedJob
 from jina_openai.engine.allocator import MallocTrimmer
-from jina_openai.engine.errors import EngineGaveUpError, EngineNotReadyError
+from jina_openai.engine.errors import (
+    EngineError,
+    EngineGaveUpError,
+    EngineNotReadyError,
+    InferenceFailedError,
+)
 from jina_openai.engine.inference_worker import InferenceWorker
 from jina_openai.engine.input_preparation import InputPreparer, PreparedInputs
 from jina_openai.engine.job import EmbeddingJob
@@ -268,10 +273,14 @@ class EmbeddingEngine:
         if self.scheduler is not None:
             self._fail_queued(self.scheduler.close(), f"the inference thread failed: {exc}")
         if running is not None:
-            # 503, not 500: the request is fine, the worker is being replaced; retry it.
-            error = EngineNotReadyError(
-                f"the inference thread failed: {exc}", retry_after_s=LOADING_RETRY_AFTER_S
-            )
+            error: EngineError
+            if isinstance(exc, EngineGaveUpError):
+                # A hung model: the requests are fine and the worker is being replaced (503).
+                error = EngineNotReadyError(
+                    f"the inference thread failed: {exc}", retry_after_s=LOADING_RETRY_AFTER_S
+                )
+            else:  # a crash of the service itself
+                error = InferenceFailedError(f"the inference thread crashed: {exc}")
             for job, _ in running.items:
                 job.finish(error)
         if self._on_failure is not None:
