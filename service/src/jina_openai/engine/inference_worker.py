@@ -118,7 +118,6 @@ class InferenceWorker:
                     f"the model returned shape {vectors.shape} for {len(ids)} inputs"
                 )
         except Exception as exc:
-            self.running, self.busy_since = None, None
             scheduler.finish_batch(batch)
             logger.exception("batch %d of %d inputs failed", batch.batch_id, len(ids))
             self._observer.batch_failed()
@@ -133,7 +132,8 @@ class InferenceWorker:
                     f"{type(exc).__name__}: {exc}"
                 ) from exc
             return
-        self.running, self.busy_since = None, None
+        finally:
+            self.running, self.busy_since = None, None  # the watchdog sees the thread idle
         self._consecutive_failures = 0
         duration = self._clock() - started
         scheduler.finish_batch(batch)

@@ -80,6 +80,8 @@ class InputPreparer:
     def prepare_token_ids(
         self, inputs: list[list[int]], *, single: bool, cancelled: threading.Event | None = None
     ) -> PreparedInputs:
+        if cancelled is not None and cancelled.is_set():
+            raise ClientDisconnectedError()
         vocab = self._embedder.vocab_size
         for position, ids in enumerate(inputs):
             low, high = min(ids), max(ids)
