@@ -154,6 +154,17 @@ class ServiceMetrics:
             registry=registry,
         )
         self.model_info = Info(f"{PREFIX}_model", "The served model.", registry=registry)
+        self.dtype_check_inputs_per_cpu_s = Gauge(
+            f"{PREFIX}_dtype_check_inputs_per_cpu_second",
+            "Startup self-check of dtype auto on CPU: check inputs per CPU second, per dtype.",
+            ["dtype"],
+            registry=registry,
+        )
+        self.dtype_check_min_cosine = Gauge(
+            f"{PREFIX}_dtype_check_min_cosine",
+            "Startup self-check of dtype auto on CPU: least cosine of bfloat16 to float32.",
+            registry=registry,
+        )
         ProcessCollector(registry=registry)
         process = psutil.Process()
         self.rss_bytes.set_function(lambda: float(process.memory_info().rss))
@@ -223,8 +234,23 @@ class ServiceMetrics:
                 "max_input_tokens": str(embedder.max_input_tokens),
                 "device": str(embedder.device),
                 "dtype": dtype_name(embedder.dtype),
+                "dtype_configured": embedder.dtype_choice.configured,
+                "dtype_reason": embedder.dtype_choice.reason,
             }
         )
+        choice = embedder.dtype_choice
+        if (
+            choice.float32_inputs_per_cpu_s is not None
+            and choice.bfloat16_inputs_per_cpu_s is not None
+        ):
+            self.dtype_check_inputs_per_cpu_s.labels(dtype="float32").set(
+                choice.float32_inputs_per_cpu_s
+            )
+            self.dtype_check_inputs_per_cpu_s.labels(dtype="bfloat16").set(
+                choice.bfloat16_inputs_per_cpu_s
+            )
+        if choice.min_cosine is not None:
+            self.dtype_check_min_cosine.set(choice.min_cosine)
 
     def _track_gpu_memory(self, device: torch.device) -> None:
         """GPU memory of this process on `device`: what tensors hold, what the caching

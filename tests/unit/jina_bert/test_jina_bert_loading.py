@@ -265,7 +265,7 @@ def test_registry_routes_upstream_layout_to_the_native_model(
     from jina_openai.models.registry import load_embedder
 
     model_dir = make_checkpoint(SPEC_POW2_HEADS, prefix=prefix)
-    embedder = load_embedder(model_dir, device="cpu", dtype="auto")
+    embedder = load_embedder(model_dir, device="cpu", dtype="float32")
     assert embedder.architecture == "jina-bert-v2"
     assert embedder.dimension == SPEC_POW2_HEADS.hidden
     assert embedder.dtype == torch.float32

@@ -139,6 +139,7 @@ class InstrumentedEmbedder:
             "vocab_size",
             "device",
             "dtype",
+            "dtype_choice",
             "architecture",
             "parameter_count",
         ):
@@ -198,7 +199,13 @@ def asgi_post_scope(content_length: int | None, path: str = "/v1/embeddings") ->
 
 
 def make_settings(model_dir: Path, **overrides: Any) -> Settings:
-    values: dict[str, Any] = {"model_dir": model_dir, "torch_threads": 1, "tokenizer_threads": 1}
+    # dtype explicit: `auto` would run the CPU self-check (models/dtype_choice.py) in every app.
+    values: dict[str, Any] = {
+        "model_dir": model_dir,
+        "dtype": "float32",
+        "torch_threads": 1,
+        "tokenizer_threads": 1,
+    }
     values.update(overrides)
     return Settings(**values)
 
@@ -310,7 +317,7 @@ def minilm_embedder(minilm_dir: Path) -> Embedder:
     from jina_openai.models.registry import load_embedder
 
     torch.set_num_threads(1)  # the test process shares 2 cores with servers under test
-    return load_embedder(minilm_dir, model_id=MINILM_ID)
+    return load_embedder(minilm_dir, model_id=MINILM_ID, dtype="float32")
 
 
 def reference_vectors(embedder: Embedder, texts: list[str]) -> np.ndarray:

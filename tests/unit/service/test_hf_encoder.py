@@ -137,3 +137,18 @@ def test_missing_directory_and_bad_device_or_dtype(tiny_model_dir: Path, tmp_pat
         with pytest.raises(ModelLoadError, match="CUDA is not available"):
             load_embedder(tiny_model_dir, device="cuda")
         assert load_embedder(tiny_model_dir, device="auto").device == torch.device("cpu")
+
+
+def test_minilm_in_bfloat16_stays_within_cosine_0999_of_float32(
+    minilm_embedder: Embedder, minilm_dir: Path
+) -> None:
+    """What `dtype: auto` relies on to choose bfloat16 (models/dtype_choice.py), on real code."""
+    bfloat16 = load_embedder(minilm_dir, dtype="bfloat16")
+    assert bfloat16.dtype == torch.bfloat16
+    texts = stdlib_texts(48)
+    ids = [minilm_embedder.prepare(content) for content in minilm_embedder.tokenize(texts)]
+    reference = minilm_embedder.embed(ids)
+    vectors = bfloat16.embed(ids)
+    assert vectors.dtype == np.float32
+    cosines = np.sum(reference * vectors, axis=1)
+    assert cosines.min() >= 0.999, cosines.min()

@@ -11,6 +11,7 @@ import pytest
 from jina_openai.app import create_app, load_configured_embedder
 from jina_openai.logging_config import JsonFormatter, KeyValueFormatter
 from jina_openai.models.base import Embedder
+from jina_openai.models.dtype_choice import fixed_choice
 from jina_openai.models.errors import ModelLoadError
 from jina_openai.settings import Settings
 from starlette.testclient import TestClient
@@ -71,6 +72,14 @@ def test_info_describes_model_limits_and_versions(shared_tiny_client: TestClient
         "parameter_count": info["model"]["parameter_count"],
         "device": "cpu",
         "dtype": "float32",
+        "dtype_choice": {
+            "configured": "float32",
+            "reason": "float32: configured",
+            "native_bf16": [],
+            "float32_inputs_per_cpu_s": None,
+            "bfloat16_inputs_per_cpu_s": None,
+            "min_cosine": None,
+        },
         "model_dir": info["model"]["model_dir"],
     }
     assert info["limits"]["max_batch_tokens"] == 1024
@@ -144,6 +153,7 @@ def test_gpu_memory_is_exported_for_a_cuda_model(monkeypatch: pytest.MonkeyPatch
         max_input_tokens = 16
         device = torch.device("cuda", 0)
         dtype = torch.float16
+        dtype_choice = fixed_choice(torch.float16, "auto", torch.device("cuda", 0))
 
     metrics = ServiceMetrics()
     assert b"gpu_memory" not in metrics.render()

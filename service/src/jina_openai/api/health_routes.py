@@ -8,7 +8,14 @@ from fastapi import APIRouter, Request
 
 import jina_openai
 from jina_openai.api.openapi_docs import error_responses
-from jina_openai.api.schemas import HealthStatus, LimitsInfo, ModelInfo, ReadyStatus, ServiceInfo
+from jina_openai.api.schemas import (
+    DtypeChoiceInfo,
+    HealthStatus,
+    LimitsInfo,
+    ModelInfo,
+    ReadyStatus,
+    ServiceInfo,
+)
 from jina_openai.api.service_state import service
 from jina_openai.models.device import dtype_name
 
@@ -42,6 +49,7 @@ async def info(request: Request) -> ServiceInfo:
     state = service(request)
     embedder, scheduler, _ = state.engine.ensure_ready()
     settings = state.settings
+    choice = embedder.dtype_choice
     import tokenizers
     import torch
     import transformers
@@ -56,6 +64,14 @@ async def info(request: Request) -> ServiceInfo:
             parameter_count=embedder.parameter_count,
             device=str(embedder.device),
             dtype=dtype_name(embedder.dtype),
+            dtype_choice=DtypeChoiceInfo(
+                configured=choice.configured,
+                reason=choice.reason,
+                native_bf16=list(choice.native_bf16),
+                float32_inputs_per_cpu_s=choice.float32_inputs_per_cpu_s,
+                bfloat16_inputs_per_cpu_s=choice.bfloat16_inputs_per_cpu_s,
+                min_cosine=choice.min_cosine,
+            ),
             model_dir=str(settings.model_dir),
         ),
         limits=LimitsInfo(

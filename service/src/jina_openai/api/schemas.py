@@ -99,6 +99,15 @@ class ReadyStatus(BaseModel):
     model: str
 
 
+class DtypeChoiceInfo(BaseModel):
+    configured: str = Field(description="The dtype setting: auto or an explicit dtype.")
+    reason: str = Field(description="Why this dtype, with the self-check's figures.")
+    native_bf16: list[str] = Field(description="The CPU's native bfloat16 flags.")
+    float32_inputs_per_cpu_s: float | None
+    bfloat16_inputs_per_cpu_s: float | None
+    min_cosine: float | None = Field(description="Self-check: bfloat16 vs float32 vectors.")
+
+
 class ModelInfo(BaseModel):
     id: str
     aliases: list[str]
@@ -108,6 +117,7 @@ class ModelInfo(BaseModel):
     parameter_count: int
     device: str
     dtype: str
+    dtype_choice: DtypeChoiceInfo
     model_dir: str
 
 

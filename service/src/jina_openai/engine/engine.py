@@ -186,7 +186,7 @@ class EmbeddingEngine:
             "batch budget %d tokens, queue budget %d tokens, ~%.0f tokens/s",
             embedder.model_id,
             embedder.device,
-            embedder.dtype,
+            embedder.dtype_choice.reason,
             time.perf_counter() - started,
             embedder.dimension,
             embedder.max_input_tokens,

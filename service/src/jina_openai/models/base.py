@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
-from typing import Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Protocol, runtime_checkable
 
 import numpy as np
 import torch
+
+if TYPE_CHECKING:
+    from jina_openai.models.dtype_choice import DtypeChoice
 
 
 @runtime_checkable
@@ -22,6 +25,7 @@ class Embedder(Protocol):
     vocab_size: int  # token ids must be in [0, vocab_size)
     device: torch.device
     dtype: torch.dtype
+    dtype_choice: DtypeChoice  # how `dtype` was chosen (set by the model registry)
     architecture: str  # short name shown by /info, e.g. "bert" or "jina-bert-v2"
     parameter_count: int  # number of model parameters (check-model prints it)
 

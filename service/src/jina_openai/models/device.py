@@ -32,7 +32,8 @@ def resolve_device(device: str) -> torch.device:
 
 
 def resolve_dtype(dtype: str, device: torch.device) -> torch.dtype:
-    """ "auto" (float32 on CPU, float16 on CUDA), "float32", "float16" or "bfloat16"."""
+    """ "auto" (float32 on CPU, float16 on CUDA), "float32", "float16" or "bfloat16". On CPU
+    the model registry resolves "auto" by measurement instead (models/dtype_choice.py)."""
     if dtype == "auto":
         return torch.float16 if device.type == "cuda" else torch.float32
     try:

@@ -14,6 +14,7 @@ import numpy as np
 import torch
 
 from jina_openai.models.device import dtype_name
+from jina_openai.models.dtype_choice import fixed_choice
 from jina_openai.models.errors import ModelLoadError
 from jina_openai.models.sentence_transformers_config import (
     PoolingMode,
@@ -66,6 +67,7 @@ class HFEncoderEmbedder:
         first_parameter = next(model.parameters())
         self.device = first_parameter.device
         self.dtype = first_parameter.dtype
+        self.dtype_choice = fixed_choice(self.dtype, dtype_name(self.dtype), self.device)
         self.architecture = architecture
         self.parameter_count = sum(parameter.numel() for parameter in model.parameters())
         self.pooling: PoolingMode = pooling  # shown by /info

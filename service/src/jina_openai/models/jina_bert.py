@@ -43,6 +43,9 @@ from jina_openai.models.alibi import (
 )
 from jina_openai.models.base import Embedder
 from jina_openai.models.bounded_encoding import encode_bounded, id_limit
+from jina_openai.models.converting_reader import FILE_DTYPES, read_converted
+from jina_openai.models.device import dtype_name
+from jina_openai.models.dtype_choice import fixed_choice
 from jina_openai.models.errors import ModelLoadError
 
 __all__ = [
@@ -442,10 +445,9 @@ def _check_device_dtype(device: torch.device, dtype: torch.dtype) -> None:
         "cuda": (torch.float32, torch.float16, torch.bfloat16),
     }.get(device.type, (torch.float32, torch.float16, torch.bfloat16))
     if dtype not in allowed:
-        names = ", ".join(str(d).removeprefix("torch.") for d in allowed)
+        names = ", ".join(dtype_name(d) for d in allowed)
         raise CheckpointError(
-            f"dtype {str(dtype).removeprefix('torch.')} is not supported on {device.type} "
-            f"(use one of: {names})"
+            f"dtype {dtype_name(dtype)} is not supported on {device.type} (use one of: {names})"
         )
 
 
@@ -480,6 +482,7 @@ def load_jina_bert_model(
     with the file's dtype, safetensors maps the file (copy-on-write) instead of copying it: the
     weights are shared page cache across worker processes, and the file must be replaced by
     rename (as ``fetch_model`` does), never rewritten in place while a process serves it.
+    Tensors of another dtype are read and converted one at a time (models/converting_reader.py).
     """
     from safetensors import SafetensorError, safe_open  # heavy-ish; imported on use
 
@@ -512,13 +515,21 @@ def load_jina_bert_model(
                         f"{path}: tensor {key} has shape {list(shape)}, expected "
                         f"{list(expected[name])} for this config.json"
                     )
+            converted: dict[str, str] = {}
             for name, key in resolved.items():
-                tensor = handle.get_tensor(key)
-                if not tensor.is_floating_point():
-                    raise CheckpointError(f"{path}: tensor {key} has dtype {tensor.dtype}")
-                state[name] = tensor.to(device=device, dtype=dtype)
+                file_dtype = handle.get_slice(key).get_dtype()
+                if file_dtype not in FILE_DTYPES:
+                    raise CheckpointError(f"{path}: tensor {key} has dtype {file_dtype}")
+                if FILE_DTYPES[file_dtype] != dtype:
+                    converted[name] = key
+                    continue
+                tensor = handle.get_tensor(key)  # mapped, not copied, on CPU
+                state[name] = tensor.to(device=device)
                 del tensor
-    except SafetensorError as exc:
+        # Another dtype: read and convert one tensor at a time, never the whole file mapped.
+        for name, tensor in read_converted(path, converted, dtype=dtype, device=device):
+            state[name] = tensor
+    except (SafetensorError, ValueError) as exc:
         raise CheckpointError(f"{path}: cannot read {WEIGHTS_FILE}: {exc}") from exc
     model.load_state_dict(state, strict=True, assign=True)
     del state
@@ -618,6 +629,7 @@ class JinaBertEmbedder:
         self.vocab_size = config.vocab_size
         self.device = weight.device
         self.dtype = weight.dtype
+        self.dtype_choice = fixed_choice(self.dtype, dtype_name(self.dtype), self.device)
         self.parameter_count = parameter_count(model)
 
     @property
@@ -695,6 +707,6 @@ def load_jina_bert_embedder(
         embedder.dimension,
         embedder.max_input_tokens,
         embedder.device,
-        str(embedder.dtype).removeprefix("torch."),
+        dtype_name(embedder.dtype),
     )
     return embedder

@@ -7,9 +7,13 @@ loaded as a Hugging Face BERT-family encoder.
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
+
+import torch
 
 from jina_openai.models.base import Embedder
 from jina_openai.models.device import resolve_device, resolve_dtype
+from jina_openai.models.dtype_choice import choose_cpu_dtype, fixed_choice, native_bf16_flags
 from jina_openai.models.errors import ModelLoadError
 from jina_openai.models.sentence_transformers_config import read_json
 
@@ -23,7 +27,8 @@ def load_embedder(
     max_input_tokens: int | None = None,
 ) -> Embedder:
     """Load the model in `model_dir` on `device` ("cpu", "cuda", "cuda:N", "auto") as `dtype`
-    ("auto", "float32", "float16", "bfloat16"). Raises ModelLoadError naming the faulty file."""
+    ("auto", "float32", "float16", "bfloat16"; `auto` on CPU: models/dtype_choice.py), with the
+    choice recorded as `embedder.dtype_choice`. Raises ModelLoadError naming the faulty file."""
     model_dir = Path(model_dir)
     if not model_dir.is_dir():
         raise ModelLoadError(f"model directory {model_dir} does not exist")
@@ -32,8 +37,27 @@ def load_embedder(
     if not isinstance(config, dict):
         raise ModelLoadError(f"{config_path} must hold a JSON object")
     torch_device = resolve_device(device)
-    torch_dtype = resolve_dtype(dtype, torch_device)
 
+    def load(torch_dtype: torch.dtype) -> Embedder:
+        return _load(model_dir, config, model_id, torch_device, torch_dtype, max_input_tokens)
+
+    if dtype == "auto" and torch_device.type == "cpu":
+        embedder, choice = choose_cpu_dtype(load, flags=native_bf16_flags())
+    else:
+        torch_dtype = resolve_dtype(dtype, torch_device)
+        embedder, choice = load(torch_dtype), fixed_choice(torch_dtype, dtype, torch_device)
+    embedder.dtype_choice = choice
+    return embedder
+
+
+def _load(
+    model_dir: Path,
+    config: dict[str, Any],
+    model_id: str | None,
+    device: torch.device,
+    dtype: torch.dtype,
+    max_input_tokens: int | None,
+) -> Embedder:
     from jina_openai.models import jina_bert
 
     if jina_bert.is_jina_bert_config(config):
@@ -41,8 +65,8 @@ def load_embedder(
             model_dir,
             config,
             model_id=model_id,
-            device=torch_device,
-            dtype=torch_dtype,
+            device=device,
+            dtype=dtype,
             max_input_tokens=max_input_tokens,
         )
 
@@ -52,7 +76,7 @@ def load_embedder(
         model_dir,
         config,
         model_id=model_id,
-        device=torch_device,
-        dtype=torch_dtype,
+        device=device,
+        dtype=dtype,
         max_input_tokens=max_input_tokens,
     )
