@@ -21,6 +21,7 @@ from jina_openai.api.errors import install_error_handlers
 from jina_openai.api.openapi_docs import install_openapi
 from jina_openai.api.request_log import RequestLogMiddleware
 from jina_openai.api.service_state import ServiceState
+from jina_openai.engine.embedding_cache import CacheConfig
 from jina_openai.engine.engine import EmbeddingEngine, EngineConfig, EngineFailureHandler
 from jina_openai.metrics import ServiceMetrics
 from jina_openai.models.base import Embedder
@@ -77,12 +78,19 @@ def create_app(
             request_timeout_s=settings.request_timeout_s,
             batch_timeout_s=settings.batch_timeout_s,
             max_consecutive_failed_batches=settings.max_consecutive_failed_batches,
+            cache=CacheConfig(
+                model_dir=settings.model_dir,
+                memory_bytes=settings.cache_memory_mb << 20,
+                disk_path=settings.cache_path,
+                disk_bytes=settings.cache_disk_mb << 20,
+            ),
         ),
         load=lambda: load(settings),
         observer=metrics,
         on_failure=on_engine_failure,
     )
     metrics.track_queue(lambda: engine.scheduler)
+    metrics.track_cache(lambda: engine.cache)
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:

@@ -21,6 +21,8 @@ from prometheus_client import (
 )
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
+from jina_openai.engine.embedding_cache import EmbeddingCache, MemoryTier
+from jina_openai.engine.embedding_store import EmbeddingStore
 from jina_openai.engine.scheduler import BatchScheduler
 from jina_openai.models.base import Embedder
 from jina_openai.models.device import dtype_name
@@ -153,6 +155,38 @@ class ServiceMetrics:
             "Resident memory of this process.",
             registry=registry,
         )
+        self.cache_hits = Counter(
+            f"{PREFIX}_cache_hits",
+            "Inputs answered from the embedding cache, by tier (memory, disk).",
+            ["tier"],
+            registry=registry,
+        )
+        self.cache_misses = Counter(
+            f"{PREFIX}_cache_misses",
+            "Inputs the embedding cache did not hold (embedded, then stored).",
+            registry=registry,
+        )
+        self.cache_evictions = Counter(
+            f"{PREFIX}_cache_evictions",
+            "Vectors evicted from the embedding cache to stay within its size, by tier.",
+            ["tier"],
+            registry=registry,
+        )
+        self.cache_bytes = Gauge(
+            f"{PREFIX}_cache_bytes",
+            "Bytes the embedding cache holds, by tier (disk: pages in use in its file).",
+            ["tier"],
+            registry=registry,
+        )
+        self.cache_entries = Gauge(
+            f"{PREFIX}_cache_entries",
+            "Vectors the embedding cache holds, by tier.",
+            ["tier"],
+            registry=registry,
+        )
+        for tier in ("memory", "disk"):  # exported from the start, at 0
+            self.cache_hits.labels(tier=tier)
+            self.cache_evictions.labels(tier=tier)
         self.model_info = Info(f"{PREFIX}_model", "The served model.", registry=registry)
         self.dtype_check_inputs_per_cpu_s = Gauge(
             f"{PREFIX}_dtype_check_inputs_per_cpu_second",
@@ -183,6 +217,26 @@ class ServiceMetrics:
         self.admitted_tokens.set_function(reading("admitted_tokens"))
         self.held_request_bytes.set_function(reading("held_bytes"))
         self.reserved_tokens.set_function(reading("reserved_tokens"))
+
+    def track_cache(self, cache: Callable[[], EmbeddingCache | None]) -> None:
+        def memory(read: Callable[[MemoryTier], float]) -> Callable[[], float]:
+            def value() -> float:
+                current = cache()
+                return read(current.memory) if current and current.memory is not None else 0.0
+
+            return value
+
+        def disk(read: Callable[[EmbeddingStore], float]) -> Callable[[], float]:
+            def value() -> float:
+                current = cache()
+                return read(current.store) if current and current.store is not None else 0.0
+
+            return value
+
+        self.cache_bytes.labels(tier="memory").set_function(memory(lambda tier: tier.bytes))
+        self.cache_entries.labels(tier="memory").set_function(memory(len))
+        self.cache_bytes.labels(tier="disk").set_function(disk(lambda store: store.used_bytes()))
+        self.cache_entries.labels(tier="disk").set_function(disk(lambda store: store.entries()))
 
     def render(self) -> bytes:
         return generate_latest(self.registry)
@@ -222,6 +276,17 @@ class ServiceMetrics:
 
     def tokenization_completed(self, seconds: float) -> None:
         self.tokenization_seconds.observe(seconds)
+
+    def cache_looked_up(self, *, memory_hits: int, disk_hits: int, misses: int) -> None:
+        if memory_hits:
+            self.cache_hits.labels(tier="memory").inc(memory_hits)
+        if disk_hits:
+            self.cache_hits.labels(tier="disk").inc(disk_hits)
+        if misses:
+            self.cache_misses.inc(misses)
+
+    def cache_evicted(self, tier: str, count: int) -> None:
+        self.cache_evictions.labels(tier=tier).inc(count)
 
     def model_loaded(self, embedder: Embedder) -> None:
         if embedder.device.type == "cuda":

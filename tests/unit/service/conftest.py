@@ -199,10 +199,13 @@ def asgi_post_scope(content_length: int | None, path: str = "/v1/embeddings") ->
 
 
 def make_settings(model_dir: Path, **overrides: Any) -> Settings:
-    # dtype explicit: `auto` would run the CPU self-check (models/dtype_choice.py) in every app.
+    # dtype explicit: `auto` would run the CPU self-check (models/dtype_choice.py) in every app;
+    # no embedding cache: tests resend inputs and count the batches they make (test_cache.py
+    # turns it on).
     values: dict[str, Any] = {
         "model_dir": model_dir,
         "dtype": "float32",
+        "cache_memory_mb": 0,
         "torch_threads": 1,
         "tokenizer_threads": 1,
     }

@@ -86,6 +86,7 @@ async def create_embeddings(request: Request) -> Response:
         record.tokenize_ms = result.tokenize_seconds * 1000
         record.tokens = result.token_count
         record.truncated_inputs = result.truncated_inputs or None
+        record.cached_inputs = result.cached_inputs or None
         record.queue_ms = result.queue_seconds * 1000
         record.inference_ms = result.inference_seconds * 1000
         vectors = truncate_dimensions(result.vectors, parsed.dimensions)

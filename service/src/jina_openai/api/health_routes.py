@@ -9,6 +9,7 @@ from fastapi import APIRouter, Request
 import jina_openai
 from jina_openai.api.openapi_docs import error_responses
 from jina_openai.api.schemas import (
+    CacheInfo,
     DtypeChoiceInfo,
     HealthStatus,
     LimitsInfo,
@@ -17,6 +18,7 @@ from jina_openai.api.schemas import (
     ServiceInfo,
 )
 from jina_openai.api.service_state import service
+from jina_openai.engine.embedding_cache import EmbeddingCache
 from jina_openai.models.device import dtype_name
 
 router = APIRouter()
@@ -91,6 +93,7 @@ async def info(request: Request) -> ServiceInfo:
             body_timeout_s=settings.body_timeout_s,
             max_connections=settings.max_connections,
         ),
+        cache=_cache_info(state.engine.cache),
         auth="api_key" if settings.api_keys else "open",
         torch_threads=state.engine.config.torch_threads or torch.get_num_threads(),
         tokenizer_threads=settings.tokenizer_threads,
@@ -102,4 +105,16 @@ async def info(request: Request) -> ServiceInfo:
             "transformers": transformers.__version__,
             "tokenizers": tokenizers.__version__,
         },
+    )
+
+
+def _cache_info(cache: EmbeddingCache | None) -> CacheInfo:
+    if cache is None:
+        return CacheInfo(memory_mb=0, disk_path=None, disk_mb=None, identity=None)
+    store = cache.store if cache.store is not None and cache.store.enabled else None
+    return CacheInfo(
+        memory_mb=(cache.memory.capacity_bytes if cache.memory is not None else 0) / (1 << 20),
+        disk_path=str(store.path) if store else None,
+        disk_mb=store.max_bytes / (1 << 20) if store else None,
+        identity=cache.identity,
     )

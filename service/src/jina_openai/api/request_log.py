@@ -84,6 +84,7 @@ class RequestLogMiddleware:
             "inputs",
             "tokens",
             "truncated_inputs",
+            "cached_inputs",
             "tokenize_ms",
             "queue_ms",
             "inference_ms",

@@ -22,6 +22,7 @@ class RequestRecord:
     inputs: int | None = None
     tokens: int | None = None
     truncated_inputs: int | None = None
+    cached_inputs: int | None = None  # answered from the embedding cache
     tokenize_ms: float | None = None
     queue_ms: float | None = None
     inference_ms: float | None = None

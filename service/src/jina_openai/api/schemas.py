@@ -139,9 +139,17 @@ class LimitsInfo(BaseModel):
     max_connections: int
 
 
+class CacheInfo(BaseModel):
+    memory_mb: float = Field(description="Capacity of the in-memory tier; 0: off.")
+    disk_path: str | None = Field(description="The persistent tier's sqlite file; null: off.")
+    disk_mb: float | None = Field(description="Its size cap.")
+    identity: str | None = Field(description="sha256 of model files, dtype and truncation.")
+
+
 class ServiceInfo(BaseModel):
     model: ModelInfo
     limits: LimitsInfo
+    cache: CacheInfo
     auth: Literal["api_key", "open"]
     torch_threads: int
     tokenizer_threads: int

@@ -6,11 +6,12 @@
 
 `EmbeddingEngine.admit` reserves a request slot and the declared body bytes. `embed` then owns
 every step: grow the reservation by the parsed request's estimated tokens and memory (429 /
-413 before tokenizing), tokenize in the pool, submit the measured job, await its vectors. Each
-await races the client's disconnect and the request's deadline: a client that left is dropped
-before its text is tokenized or, once queued, before its inputs reach a batch; a request past
-its deadline is dropped and answered 503. Leaving the `with` block gives back whatever the
-request still holds, whatever happened.
+413 before tokenizing), tokenize in the pool, look the prepared inputs up in the embedding cache
+(engine/embedding_cache.py), submit a job of the misses only, await their vectors and store
+them. Each await races the client's disconnect and the request's deadline: a client that left
+is dropped before its text is tokenized or, once queued, before its inputs reach a batch; a
+request past its deadline is dropped and answered 503. Leaving the `with` block gives back
+whatever the request still holds, whatever happened.
 """
 
 from __future__ import annotations
@@ -44,6 +45,7 @@ class EmbeddingResult:
     tokenize_seconds: float
     queue_seconds: float
     inference_seconds: float
+    cached_inputs: int = 0  # answered from the embedding cache, not embedded
 
 
 class SubmittedJob:
@@ -121,8 +123,20 @@ class Admission:
             client_gone,
             on_stop=cancelled.set,
         )
+        lookup = await self._until(engine.look_up(prepared), client_gone)
         tokenize_seconds = time.perf_counter() - started
-        submitted = engine.submit(prepared, request_id=request_id, reservation=self._reservation)
+        if lookup is not None and not lookup.misses:  # every input was cached
+            return EmbeddingResult(
+                vectors=lookup.merge(None, dimension=embedder.dimension),
+                token_count=prepared.token_count,
+                truncated_inputs=prepared.truncated_inputs,
+                tokenize_seconds=tokenize_seconds,
+                queue_seconds=0.0,
+                inference_seconds=0.0,
+                cached_inputs=len(lookup.hits),
+            )
+        queued = prepared if lookup is None else lookup.missing_inputs(prepared)
+        submitted = engine.submit(queued, request_id=request_id, reservation=self._reservation)
         try:
             job = await self._until(submitted.result(), client_gone)
         except (ClientDisconnectedError, DeadlineExceededError) as exc:
@@ -132,13 +146,18 @@ class Admission:
             engine.drop(submitted)
             raise
         assert job.outputs is not None
+        vectors = job.outputs
+        if lookup is not None:
+            engine.remember(lookup, job.outputs)
+            vectors = lookup.merge(job.outputs, dimension=embedder.dimension)
         return EmbeddingResult(
-            vectors=job.outputs,
+            vectors=vectors,
             token_count=prepared.token_count,
             truncated_inputs=prepared.truncated_inputs,
             tokenize_seconds=tokenize_seconds,
             queue_seconds=job.queue_seconds,
             inference_seconds=job.inference_seconds,
+            cached_inputs=0 if lookup is None else len(lookup.hits),
         )
 
     async def _until(

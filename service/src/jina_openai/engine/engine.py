@@ -19,17 +19,30 @@ import enum
 import functools
 import logging
 import math
+import sqlite3
 import threading
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
+import numpy as np
 import psutil
 import torch
 
+import jina_openai
 from jina_openai.engine.admission import Admission, SubmittedJob
 from jina_openai.engine.allocator import MallocTrimmer
+from jina_openai.engine.embedding_cache import (
+    CACHE_FORMAT,
+    CacheConfig,
+    CacheLookup,
+    EmbeddingCache,
+    MemoryTier,
+    cache_identity,
+    model_fingerprint,
+)
+from jina_openai.engine.embedding_store import EmbeddingStore
 from jina_openai.engine.errors import (
     EngineError,
     EngineGaveUpError,
@@ -51,6 +64,7 @@ from jina_openai.engine.throughput import ThroughputEstimator
 from jina_openai.engine.warmup import run_warmup, warmup_shapes
 from jina_openai.engine.watchdog import Watchdog
 from jina_openai.models.base import Embedder
+from jina_openai.models.device import dtype_name
 
 logger = logging.getLogger(__name__)
 
@@ -83,6 +97,7 @@ class EngineConfig:
     request_timeout_s: float = 0.0  # a request's deadline from its admission; 0: none
     batch_timeout_s: float = 0.0  # the watchdog's bound on one batch; 0: no watchdog
     max_consecutive_failed_batches: int = 0  # then the engine gives up; 0: never
+    cache: CacheConfig | None = None  # the embedding cache (engine/embedding_cache.py); None: off
 
 
 RawInputs = list[str] | list[list[int]]
@@ -111,6 +126,7 @@ class EmbeddingEngine:
         self.failure: BaseException | None = None
         self.embedder: Embedder | None = None
         self.scheduler: BatchScheduler | None = None
+        self.cache: EmbeddingCache | None = None
         self._preparer: InputPreparer | None = None
         self._pool: ThreadPoolExecutor | None = None
         self._worker: InferenceWorker | None = None
@@ -158,12 +174,15 @@ class EmbeddingEngine:
             logger.warning("inference thread still busy after %.0f s; leaving it behind", timeout)
         if self._pool is not None:
             self._pool.shutdown(wait=False, cancel_futures=True)
+        if self.cache is not None:
+            await asyncio.to_thread(self.cache.close)
 
     def _startup(self) -> tuple[Embedder, BatchScheduler]:
         started = time.perf_counter()
         embedder = self._load()
         if self._stopping.is_set():
             raise EngineNotReadyError("stopped while loading", retry_after_s=None)
+        self.cache = self._open_cache(embedder)
         limits = self._limits(embedder)
         self._preparer = InputPreparer(embedder, truncate=self.config.truncate_inputs)
         if self.config.warmup:
@@ -197,7 +216,10 @@ class EmbeddingEngine:
         return embedder, self.scheduler
 
     def _limits(self, embedder: Embedder) -> SchedulerLimits:
-        resident_mb = psutil.Process().memory_info().rss / (1 << 20)
+        # The memory tier of the cache fills up to its capacity: count it as resident now.
+        memory = self.cache.memory if self.cache is not None else None
+        cache_bytes = memory.capacity_bytes if memory is not None else 0
+        resident_mb = (psutil.Process().memory_info().rss + cache_bytes) / (1 << 20)
         dtype_bytes = max(1, torch.finfo(embedder.dtype).bits // 8)
         bounds = derive_bounds(
             budget_mb=self.config.memory_budget_mb,
@@ -241,6 +263,44 @@ class EmbeddingEngine:
             max_request_tokens=request_token_share(bounds.max_queued_tokens),
             max_held_bytes=bounds.max_held_bytes,
             max_request_bytes=int(REQUEST_BYTES_SHARE * bounds.max_held_bytes),
+        )
+
+    def _open_cache(self, embedder: Embedder) -> EmbeddingCache | None:
+        config = self.config.cache
+        if config is None or (config.memory_bytes <= 0 and config.disk_path is None):
+            return None
+        identity = cache_identity(
+            CACHE_FORMAT,
+            jina_openai.__version__,
+            torch.__version__,
+            model_fingerprint(config.model_dir),
+            dtype_name(embedder.dtype),
+            embedder.max_input_tokens,
+            self.config.truncate_inputs,
+        )
+        store = None
+        if config.disk_path is not None:
+            try:
+                store = EmbeddingStore(
+                    config.disk_path,
+                    identity=identity,
+                    max_bytes=config.disk_bytes,
+                    on_evicted=lambda count: self._observer.cache_evicted("disk", count),
+                )
+            except (OSError, sqlite3.Error) as exc:  # the cache is an optimisation
+                logger.error("embedding cache %s cannot be used: %s", config.disk_path, exc)
+        memory = MemoryTier(config.memory_bytes) if config.memory_bytes > 0 else None
+        logger.info(
+            "embedding cache: memory %.0f MiB, disk %s",
+            config.memory_bytes / (1 << 20),
+            f"{store.path} (up to {config.disk_bytes / (1 << 20):.0f} MiB)" if store else "off",
+        )
+        return EmbeddingCache(
+            identity=identity,
+            dimension=embedder.dimension,
+            memory=memory,
+            store=store,
+            observer=self._observer,
         )
 
     def _ready(self) -> None:
@@ -341,6 +401,18 @@ class EmbeddingEngine:
         prepared = await loop.run_in_executor(self._pool, call)
         self._observer.tokenization_completed(time.perf_counter() - started)
         return prepared
+
+    async def look_up(self, prepared: PreparedInputs) -> CacheLookup | None:
+        """Which prepared inputs the cache holds (in the pool: the disk tier blocks)."""
+        if self.cache is None:
+            return None
+        assert self._pool is not None
+        cache = self.cache
+        return await asyncio.get_running_loop().run_in_executor(self._pool, cache.look_up, prepared)
+
+    def remember(self, lookup: CacheLookup, computed: np.ndarray) -> None:
+        if self.cache is not None:
+            self.cache.store_computed(lookup, computed)
 
     async def run_in_pool(self, call: Callable[[], bytes]) -> bytes:
         """Run CPU-heavy response encoding off the event loop."""

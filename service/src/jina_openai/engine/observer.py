@@ -27,6 +27,10 @@ class EngineObserver(Protocol):
 
     def model_loaded(self, embedder: Embedder) -> None: ...
 
+    def cache_looked_up(self, *, memory_hits: int, disk_hits: int, misses: int) -> None: ...
+
+    def cache_evicted(self, tier: str, count: int) -> None: ...
+
 
 class NullObserver:
     """An observer that records nothing."""
@@ -52,4 +56,10 @@ class NullObserver:
         return None
 
     def model_loaded(self, embedder: Embedder) -> None:
+        return None
+
+    def cache_looked_up(self, *, memory_hits: int, disk_hits: int, misses: int) -> None:
+        return None
+
+    def cache_evicted(self, tier: str, count: int) -> None:
         return None
