@@ -14,6 +14,7 @@ they tokenize to.
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -53,12 +54,14 @@ class FaultyEmbedder:
     def prepare(self, ids: list[int]) -> list[int]:
         return self._inner.prepare(ids)
 
-    def embed(self, batch: list[list[int]]) -> np.ndarray:
+    def embed(
+        self, batch: list[list[int]], between_layers: Callable[[], None] | None = None
+    ) -> np.ndarray:
         if any(contains(ids, self._hang_ids) for ids in batch):
             time.sleep(HANG_S)
         if any(contains(ids, self._fail_ids) for ids in batch):
             raise RuntimeError("injected failure (bench/faulty_app.py)")
-        return self._inner.embed(batch)
+        return self._inner.embed(batch, between_layers)
 
 
 def load_faulty_embedder(settings: Settings) -> Embedder:

@@ -154,7 +154,9 @@ class InstrumentedEmbedder:
     def prepare(self, ids: list[int]) -> list[int]:
         return self.inner.prepare(ids)
 
-    def embed(self, batch: list[list[int]]) -> np.ndarray:
+    def embed(
+        self, batch: list[list[int]], between_layers: Callable[[], None] | None = None
+    ) -> np.ndarray:
         self.batches.append([list(ids) for ids in batch])
         self.batch_started.set()
         self.gate.wait(timeout=30)
@@ -165,7 +167,7 @@ class InstrumentedEmbedder:
             raise error
         if self.fail_always is not None:
             raise self.fail_always
-        vectors = self.inner.embed(batch)
+        vectors = self.inner.embed(batch, between_layers)
         if self.nan_next:
             self.nan_next = False
             vectors[0, :] = np.nan

@@ -111,6 +111,22 @@ def test_queries_behind_index_requests_get_a_short_batch_of_their_own() -> None:
     assert len(after.items) == 16
 
 
+def test_the_query_lane_takes_only_small_requests_and_nothing_of_the_oldest() -> None:
+    queue = scheduler(max_batch_tokens=4096, max_batch_inputs=256, max_queued_tokens=200_000)
+    queue.submit(make_job([250] * 60, "index"))
+    assert queue.next_query_batch() is None  # indexing only: the lane has nothing to run
+    queue.submit(make_job([40], "q1"))
+    queue.submit(make_job([30, 35], "q2"))
+    lane = queue.next_query_batch()
+    assert lane is not None
+    assert sorted(job.request_id for job, _ in lane.items) == ["q1", "q2", "q2"]
+    assert lane.padded_tokens == 3 * 40
+    assert queue.next_query_batch() is None
+    assert queue.queued_inputs == 60  # the index request is untouched
+    queue.close()
+    assert queue.next_query_batch() is None
+
+
 def test_the_tail_of_a_big_request_counts_as_small() -> None:
     queue = scheduler(max_batch_tokens=1000, max_batch_inputs=256)
     queue.submit(make_job([100] * 30, "a"))

@@ -18,6 +18,10 @@ A batch costs `longest input x number of inputs` padded tokens and must stay wit
    them first (they cost no extra padding and leave short inputs to batch with short ones);
    then longer inputs in ascending length while they still fit.
 
+`select_query_batch` is the query lane: small requests only, no input of the oldest big
+request. The inference thread asks for it between the layers of a running batch, so a query
+that arrives while a batch runs waits for one layer of it, not all of them.
+
 Each request's pending inputs are kept sorted by length, so every step is a bisect or a walk.
 """
 
@@ -110,3 +114,20 @@ def _take_from(builder: _BatchBuilder, request: QueuedRequest, *, skip_shortest:
         if not builder.fits(lengths[position]):
             return
         builder.add(request, position)
+
+
+def select_query_batch(
+    requests_in_arrival_order: Sequence[QueuedRequest], *, max_tokens: int, max_inputs: int
+) -> list[Selection]:
+    """The query lane's batch: small requests only (fewest pending tokens first), or none."""
+    small = [
+        request
+        for request in requests_in_arrival_order
+        if 0 < len(request.pending_lengths) <= SMALL_REQUEST_INPUTS
+    ]
+    builder = _BatchBuilder(max_tokens, max_inputs)
+    for request in sorted(small, key=lambda r: (r.pending_tokens, r.seq)):
+        if builder.full:
+            break
+        _take_from(builder, request, skip_shortest=0)
+    return builder.chosen

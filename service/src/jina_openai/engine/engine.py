@@ -320,7 +320,7 @@ class EmbeddingEngine:
             self._worker.running,
         )
 
-    def _failed(self, exc: BaseException, running: Batch | None) -> None:
+    def _failed(self, exc: BaseException, running: list[Batch]) -> None:
         """The inference thread is gone or hung: refuse new work, fail everything admitted,
         tell the owner (which may end the process). Once, from whichever thread sees it."""
         with self._failure_lock:
@@ -332,7 +332,7 @@ class EmbeddingEngine:
         logger.critical("the model could not be served: %s", exc, exc_info=exc)
         if self.scheduler is not None:
             self._fail_queued(self.scheduler.close(), f"the inference thread failed: {exc}")
-        if running is not None:
+        if running:
             error: EngineError
             if isinstance(exc, EngineGaveUpError):
                 # A hung model: the requests are fine and the worker is being replaced (503).
@@ -341,8 +341,9 @@ class EmbeddingEngine:
                 )
             else:  # a crash of the service itself
                 error = InferenceFailedError(f"the inference thread crashed: {exc}")
-            for job, _ in running.items:
-                job.finish(error)
+            for batch in running:
+                for job, _ in batch.items:
+                    job.finish(error)
         if self._on_failure is not None:
             self._on_failure(exc, during_load)
 

@@ -29,7 +29,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from jina_openai.engine.batch_selection import select_batch
+from jina_openai.engine.batch_selection import Selection, select_batch, select_query_batch
 from jina_openai.engine.errors import QueueFullError, RequestTooLargeError
 from jina_openai.engine.job import EmbeddingJob
 from jina_openai.engine.throughput import ThroughputEstimator
@@ -225,33 +225,20 @@ class BatchScheduler:
                 max_tokens=self.limits.max_batch_tokens,
                 max_inputs=self.limits.max_batch_inputs,
             )
-            items: list[tuple[EmbeddingJob, int]] = []
-            tokens = 0
-            longest = 0
-            by_job: dict[int, list[int]] = {}
-            for selection in selections:
-                job = selection.request
-                assert isinstance(job, EmbeddingJob)
-                by_job.setdefault(job.seq, []).append(selection.position)
-                items.append((job, selection.index))
-                tokens += selection.length
-                longest = max(longest, selection.length)
-            for seq, positions in by_job.items():
-                job = self._jobs[seq]
-                for position in sorted(positions, reverse=True):
-                    job.pending_tokens -= job.pending_lengths.pop(position)
-                    job.pending_indices.pop(position)
-                if not job.pending_lengths:
-                    del self._jobs[seq]
-            self._queued_tokens -= tokens
-            self._queued_inputs -= len(items)
-            return Batch(
-                batch_id=next(self._batch_ids),
-                items=items,
-                tokens=tokens,
-                padded_tokens=longest * len(items),
-                formed_at=self._clock(),
+            return self._form_batch(selections)
+
+    def next_query_batch(self) -> Batch | None:
+        """The query lane (never blocks): a batch of small requests only, or None. Called by
+        the inference thread between the layers of a running batch."""
+        with self._condition:
+            if self._closed or not self._jobs:
+                return None
+            selections = select_query_batch(
+                list(self._jobs.values()),
+                max_tokens=self.limits.max_batch_tokens,
+                max_inputs=self.limits.max_batch_inputs,
             )
+            return self._form_batch(selections) if selections else None
 
     def finish_batch(self, batch: Batch) -> None:
         """The batch left the model (done or failed): its tokens no longer count as admitted."""
@@ -270,6 +257,36 @@ class BatchScheduler:
             return jobs
 
     # --- internals (called with the lock held) ----------------------------------------------------
+    def _form_batch(self, selections: list[Selection]) -> Batch:
+        """Take the selected inputs out of their jobs' pending lists."""
+        items: list[tuple[EmbeddingJob, int]] = []
+        tokens = 0
+        longest = 0
+        by_job: dict[int, list[int]] = {}
+        for selection in selections:
+            job = selection.request
+            assert isinstance(job, EmbeddingJob)
+            by_job.setdefault(job.seq, []).append(selection.position)
+            items.append((job, selection.index))
+            tokens += selection.length
+            longest = max(longest, selection.length)
+        for seq, positions in by_job.items():
+            job = self._jobs[seq]
+            for position in sorted(positions, reverse=True):
+                job.pending_tokens -= job.pending_lengths.pop(position)
+                job.pending_indices.pop(position)
+            if not job.pending_lengths:
+                del self._jobs[seq]
+        self._queued_tokens -= tokens
+        self._queued_inputs -= len(items)
+        return Batch(
+            batch_id=next(self._batch_ids),
+            items=items,
+            tokens=tokens,
+            padded_tokens=longest * len(items),
+            formed_at=self._clock(),
+        )
+
     def _give_back_estimate(self, reservation: Reservation) -> None:
         self._reserved_tokens -= reservation.tokens
         reservation.tokens = 0

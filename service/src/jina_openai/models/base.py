@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Protocol, runtime_checkable
 
 import numpy as np
@@ -40,10 +41,16 @@ class Embedder(Protocol):
         has at most `max_input_tokens` ids. Its length is the input's token count in `usage`."""
         ...
 
-    def embed(self, batch: list[list[int]]) -> np.ndarray:
+    def embed(
+        self, batch: list[list[int]], between_layers: Callable[[], None] | None = None
+    ) -> np.ndarray:
         """Embed prepared inputs (any lengths; the embedder pads and masks internally).
 
         Returns float32 [len(batch), dimension], each row L2-normalised. No tensor survives the
         call. An input embedded alone and inside a batch must agree (cosine >= 0.9999).
+        `between_layers`, when given, is called after each encoder layer but the last, on the
+        calling thread: the engine's query lane runs a waiting query's whole forward pass
+        there (engine/inference_worker.py), so a query never waits for a full batch. It may call
+        `embed` again (without `between_layers`).
         """
         ...

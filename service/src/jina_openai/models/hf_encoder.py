@@ -7,6 +7,7 @@ when present (mean by default, CLS supported); every vector is L2-normalised.
 from __future__ import annotations
 
 import inspect
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -71,6 +72,22 @@ class HFEncoderEmbedder:
         self.architecture = architecture
         self.parameter_count = sum(parameter.numel() for parameter in model.parameters())
         self.pooling: PoolingMode = pooling  # shown by /info
+        self._between_layers: Callable[[], None] | None = None  # set for one embed call
+        layers = _encoder_layers(model)
+        for layer in layers[:-1]:
+            layer.register_forward_hook(self._after_layer)
+
+    def _after_layer(self, module: torch.nn.Module, args: Any, output: Any) -> None:
+        """Forward hook of every encoder layer but the last: the query lane's turn. Cleared
+        while it runs, so that a nested `embed` (a query's forward pass) runs straight through."""
+        between_layers = self._between_layers
+        if between_layers is None:
+            return
+        self._between_layers = None
+        try:
+            between_layers()
+        finally:
+            self._between_layers = between_layers
 
     def tokenize(self, texts: list[str], limit: int | None = None) -> list[list[int]]:
         return self._tokenizer.encode(texts, limit)
@@ -78,7 +95,9 @@ class HFEncoderEmbedder:
     def prepare(self, ids: list[int]) -> list[int]:
         return self._tokenizer.wrap(ids, self.max_input_tokens)
 
-    def embed(self, batch: list[list[int]]) -> np.ndarray:
+    def embed(
+        self, batch: list[list[int]], between_layers: Callable[[], None] | None = None
+    ) -> np.ndarray:
         if not batch:
             return np.zeros((0, self.dimension), dtype=np.float32)
         longest = max(len(ids) for ids in batch)
@@ -93,7 +112,11 @@ class HFEncoderEmbedder:
             kwargs: dict[str, Any] = {"input_ids": ids_t, "attention_mask": mask_t}
             if self._takes_token_types:
                 kwargs["token_type_ids"] = torch.zeros_like(ids_t)
-            hidden = self._model(**kwargs)[0].float()
+            self._between_layers = between_layers
+            try:
+                hidden = self._model(**kwargs)[0].float()
+            finally:
+                self._between_layers = None
             if self.pooling == "cls":
                 pooled = hidden[:, 0]
             else:
@@ -160,6 +183,19 @@ def load_hf_encoder(
         pad_token_id=pad_token_id,
         architecture=str(model_type),
     )
+
+
+def _encoder_layers(model: torch.nn.Module) -> list[torch.nn.Module]:
+    """The encoder's layers: the ModuleList holding `num_hidden_layers` modules (bert, roberta,
+    mpnet, electra: encoder.layer; distilbert: transformer.layer). Empty when not found: then
+    `between_layers` is never called and queries wait for the running batch."""
+    count = getattr(model.config, "num_hidden_layers", None) or getattr(
+        model.config, "n_layers", None
+    )
+    for module in model.modules():
+        if isinstance(module, torch.nn.ModuleList) and len(module) == count:
+            return list(module)
+    return []
 
 
 def _position_limit(

@@ -26,7 +26,7 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -372,11 +372,17 @@ class JinaBertModel(nn.Module):
         self.embeddings = JinaBertEmbeddings(config)
         self.encoder = JinaBertEncoder(config, mlp_rows=mlp_rows)
 
-    def encode_packed(self, input_ids: torch.Tensor, lengths: Sequence[int]) -> torch.Tensor:
+    def encode_packed(
+        self,
+        input_ids: torch.Tensor,
+        lengths: Sequence[int],
+        between_layers: Callable[[], None] | None = None,
+    ) -> torch.Tensor:
         """Last hidden states of packed inputs.
 
         ``input_ids``: 1-D, the inputs' token ids back to back; ``lengths``: their token counts
         (each >= 1, summing to ``len(input_ids)``). Returns ``[len(input_ids), hidden]``.
+        ``between_layers`` is called after every layer but the last (the engine's query lane).
         """
         if input_ids.dim() != 1:
             raise ValueError(f"input_ids must be 1-D (packed), got shape {tuple(input_ids.shape)}")
@@ -395,8 +401,11 @@ class JinaBertModel(nn.Module):
             block_bytes=self.attention_block_bytes,
         )
         hidden = self.embeddings(input_ids.to(weight.device))
-        for layer in self.encoder.layer:
+        last = len(self.encoder.layer) - 1
+        for position, layer in enumerate(self.encoder.layer):
             hidden = layer(hidden, attention)
+            if between_layers is not None and position < last:
+                between_layers()
         return hidden
 
     def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
@@ -642,7 +651,9 @@ class JinaBertEmbedder:
     def prepare(self, ids: list[int]) -> list[int]:
         return [self._cls_id, *ids[: self.max_input_tokens - 2], self._sep_id]
 
-    def embed(self, batch: list[list[int]]) -> np.ndarray:
+    def embed(
+        self, batch: list[list[int]], between_layers: Callable[[], None] | None = None
+    ) -> np.ndarray:
         if not batch:
             return np.zeros((0, self.dimension), dtype=np.float32)
         lengths = [len(ids) for ids in batch]
@@ -656,7 +667,7 @@ class JinaBertEmbedder:
                 raise ValueError(
                     f"token ids must be in [0, {self.vocab_size}), got range [{low}, {high}]"
                 )
-            hidden = self._model.encode_packed(input_ids.to(self.device), lengths)
+            hidden = self._model.encode_packed(input_ids.to(self.device), lengths, between_layers)
             counts = torch.tensor(lengths, device=self.device)
             segment = torch.repeat_interleave(torch.arange(len(batch), device=self.device), counts)
             pooled = hidden.new_zeros(len(batch), self.dimension, dtype=torch.float32)
