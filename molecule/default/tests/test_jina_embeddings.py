@@ -9,7 +9,8 @@ is collected once by a small script and the tests assert on that.
 Tests run in file order. The last ones converge the role again with ansible-playbook (the
 embeddings play of site.yml): in check mode and unchanged (nothing may change, the process
 stays), with a tiny random jina-architecture checkpoint as the model (restart, new dimension),
-then with the scenario's model and one setting changed (restart, MiniLM again). Each converge
+then with the scenario's model and one setting changed (restart, MiniLM again); last a plain
+restart, after which the embedding cache's file answers what was embedded before. Each converge
 costs about a minute here, so no step is spent only on putting the host back.
 """
 
@@ -21,6 +22,7 @@ import os
 import re
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -84,6 +86,12 @@ model = (ready.get("json") or {}).get("model", "")
 inputs = ["def add(a, b):\n    return a + b\n", "SELECT id FROM users WHERE active = 1;"]
 def embed(key, **extra):
     return http("POST", "/v1/embeddings", key, dict({"model": model, "input": inputs}, **extra))
+def metrics():
+    try:
+        with urllib.request.urlopen(args["base"] + "/metrics", timeout=60) as r:
+            return r.read().decode()
+    except OSError as e:
+        return str(e)
 fields = run(args["venv"] + "/bin/python", "-c",
              "import json; from jina_openai.settings import Settings; "
              "print(json.dumps(sorted(Settings.model_fields)))")
@@ -102,6 +110,7 @@ print(json.dumps({
     "info": http("GET", "/info", args["key"]),
     "embeddings": embed(args["key"], encoding_format="float"),
     "embeddings_base64": embed(args["key"], encoding_format="base64"),
+    "metrics": metrics(),
     "no_key": embed(None),
     "wrong_key": embed("not-the-key"),
 }))
@@ -132,7 +141,7 @@ def minilm_dir() -> Path:
 
 def collect(host) -> dict:
     args = {
-        "paths": [f[0] for f in FILES] + [VENV],
+        "paths": [f[0] for f in FILES] + [VENV, f"{STATE_DIR}/embedding-cache.sqlite3"],
         "key": scenario_vars()["jina_embeddings_api_keys"][0],
         "base": BASE_URL,
         "unit": UNIT,
@@ -256,6 +265,22 @@ def test_info_reports_the_model_on_cpu(state):
     model = state["info"]["json"]["model"]
     assert (model["id"], model["dimension"], model["device"]) == (MODEL_ID, 384, "cpu")
     assert model["model_dir"].startswith(f"{STATE_DIR}/models/{MODEL_ID}-")
+
+
+def cache_hits(state: dict, tier: str) -> float:
+    line = f'jina_openai_cache_hits_total{{tier="{tier}"}} '
+    return float(
+        next(row for row in state["metrics"].splitlines() if row.startswith(line)).split()[1]
+    )
+
+
+def test_embedding_cache_answers_repeats_and_lives_in_the_state_dir(state):
+    cache = state["info"]["json"]["cache"]
+    assert cache["memory_mb"] == 64
+    assert (cache["disk_path"], cache["disk_mb"]) == (f"{STATE_DIR}/embedding-cache.sqlite3", 1024)
+    # collect() embeds the same two inputs twice (float, then base64): the second time from memory.
+    assert cache_hits(state, "memory") >= 2
+    assert state["stat"][f"{STATE_DIR}/embedding-cache.sqlite3"]["user"] == USER
 
 
 # --- the unit ------------------------------------------------------------------------------
@@ -444,3 +469,16 @@ def test_settings_change_restarts_the_service(host):
     assert len(state["embeddings"]["json"]["data"][0]["embedding"]) == 384
     # The tiny model stays as the one kept for rollback (jina_embeddings_keep_previous_models: 1).
     assert len(state["model_dirs"]) == 2
+
+
+def test_the_cache_file_survives_a_restart(host):
+    """A restarted worker answers what the previous one embedded from the cache file."""
+    host.check_output(f"systemctl restart {UNIT}")
+    deadline = time.monotonic() + 180
+    state = collect(host)
+    while state["ready"]["status"] != 200 and time.monotonic() < deadline:
+        time.sleep(2)
+        state = collect(host)
+    assert state["ready"]["status"] == 200
+    assert cache_hits(state, "disk") >= 2
+    assert cache_hits(state, "memory") >= 2  # the disk hits were promoted to memory
