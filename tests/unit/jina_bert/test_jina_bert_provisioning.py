@@ -211,7 +211,8 @@ def test_check_model_reports_dimension_params_fingerprint(odd_heads_dir: Path) -
     pytest.importorskip("jina_openai.models.registry")
     from .helpers import load
 
-    report = provisioning.check_model(odd_heads_dir, device="cpu", dtype="auto")
+    # float32 explicitly: `auto` measures bfloat16 on CPUs with native bf16 (dtype_choice.py).
+    report = provisioning.check_model(odd_heads_dir, device="cpu", dtype="float32")
     direct = load(odd_heads_dir)
     assert report.architecture == "jina-bert-v2"
     assert report.dimension == SPEC_ODD_HEADS.hidden
@@ -219,7 +220,7 @@ def test_check_model_reports_dimension_params_fingerprint(odd_heads_dir: Path) -
     assert report.model_id == "jinaai/jina-embeddings-v2-base-code"
     assert report.dtype == "float32"
     assert len(report.fingerprint) == 16
-    again = provisioning.check_model(odd_heads_dir)
+    again = provisioning.check_model(odd_heads_dir, dtype="float32")
     assert again.fingerprint == report.fingerprint
     text = "\n".join(report.format())
     assert str(report.format()) == text  # print(report.format()) prints the lines
