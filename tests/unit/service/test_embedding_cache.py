@@ -205,3 +205,17 @@ def test_a_broken_disk_tier_never_fails_a_request(
             other.execute("DROP TABLE vectors")
         assert embed(client, input=TEXTS).status_code == 200
         assert embed(client, input=TEXTS).status_code == 200
+
+
+def test_a_cache_path_that_cannot_be_opened_leaves_memory_only_and_is_not_touched(
+    instrumented_app: Any, tmp_path: Path
+) -> None:
+    blocker = tmp_path / "a-directory"
+    blocker.mkdir()
+    (blocker / "keep").write_text("user data")
+    with instrumented_app(cache_memory_mb=8, cache_path=blocker) as (client, _):
+        assert client.get("/info").json()["cache"]["disk_path"] is None
+        assert embed(client, input=TEXTS).status_code == 200
+        embed(client, input=TEXTS)
+        assert metric(client, "jina_openai_cache_hits_total", tier="memory") == 3
+    assert (blocker / "keep").read_text() == "user data"

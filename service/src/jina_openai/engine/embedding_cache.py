@@ -26,6 +26,8 @@ turns itself off, it never fails a request.
 from __future__ import annotations
 
 import hashlib
+import logging
+import sqlite3
 import threading
 from collections import OrderedDict
 from collections.abc import Iterable
@@ -33,10 +35,16 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+import torch
 
+import jina_openai
 from jina_openai.engine.embedding_store import EmbeddingStore
 from jina_openai.engine.input_preparation import PreparedInputs
 from jina_openai.engine.observer import EngineObserver
+from jina_openai.models.base import Embedder
+from jina_openai.models.device import dtype_name
+
+logger = logging.getLogger(__name__)
 
 CACHE_FORMAT = 1  # bump when the key or the stored vector layout changes
 KEY_BYTES = 16
@@ -202,3 +210,49 @@ class EmbeddingCache:
     def close(self) -> None:
         if self.store is not None:
             self.store.close()
+
+
+def open_cache(
+    config: CacheConfig | None,
+    *,
+    embedder: Embedder,
+    truncate_inputs: bool,
+    observer: EngineObserver,
+) -> EmbeddingCache | None:
+    """The engine's cache for the loaded model (None when both tiers are off). A disk tier
+    that cannot be opened is logged and left out: the cache never stops the service."""
+    if config is None or (config.memory_bytes <= 0 and config.disk_path is None):
+        return None
+    identity = cache_identity(
+        CACHE_FORMAT,
+        jina_openai.__version__,
+        torch.__version__,
+        model_fingerprint(config.model_dir),
+        dtype_name(embedder.dtype),
+        embedder.max_input_tokens,
+        truncate_inputs,
+    )
+    store = None
+    if config.disk_path is not None:
+        try:
+            store = EmbeddingStore(
+                config.disk_path,
+                identity=identity,
+                max_bytes=config.disk_bytes,
+                on_evicted=lambda count: observer.cache_evicted("disk", count),
+            )
+        except (OSError, sqlite3.Error) as exc:
+            logger.error("embedding cache %s cannot be used: %s", config.disk_path, exc)
+    memory = MemoryTier(config.memory_bytes) if config.memory_bytes > 0 else None
+    logger.info(
+        "embedding cache: memory %.0f MiB, disk %s",
+        config.memory_bytes / (1 << 20),
+        f"{store.path} (up to {config.disk_bytes / (1 << 20):.0f} MiB)" if store else "off",
+    )
+    return EmbeddingCache(
+        identity=identity,
+        dimension=embedder.dimension,
+        memory=memory,
+        store=store,
+        observer=observer,
+    )

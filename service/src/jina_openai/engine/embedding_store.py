@@ -80,6 +80,8 @@ class EmbeddingStore:
         try:
             return self._connect_and_check()
         except sqlite3.DatabaseError as exc:
+            if isinstance(exc, sqlite3.OperationalError) or not self.path.is_file():
+                raise  # cannot open or lock it (permissions, a directory): not ours to move
             aside = self.path.with_name(self.path.name + ".corrupt")
             logger.warning(
                 "embedding cache %s is unreadable (%s): moved to %s", self.path, exc, aside

@@ -19,7 +19,6 @@ import enum
 import functools
 import logging
 import math
-import sqlite3
 import threading
 import time
 from collections.abc import Callable
@@ -30,19 +29,14 @@ import numpy as np
 import psutil
 import torch
 
-import jina_openai
 from jina_openai.engine.admission import Admission, SubmittedJob
 from jina_openai.engine.allocator import MallocTrimmer
 from jina_openai.engine.embedding_cache import (
-    CACHE_FORMAT,
     CacheConfig,
     CacheLookup,
     EmbeddingCache,
-    MemoryTier,
-    cache_identity,
-    model_fingerprint,
+    open_cache,
 )
-from jina_openai.engine.embedding_store import EmbeddingStore
 from jina_openai.engine.errors import (
     EngineError,
     EngineGaveUpError,
@@ -64,7 +58,6 @@ from jina_openai.engine.throughput import ThroughputEstimator
 from jina_openai.engine.warmup import run_warmup, warmup_shapes
 from jina_openai.engine.watchdog import Watchdog
 from jina_openai.models.base import Embedder
-from jina_openai.models.device import dtype_name
 
 logger = logging.getLogger(__name__)
 
@@ -182,7 +175,12 @@ class EmbeddingEngine:
         embedder = self._load()
         if self._stopping.is_set():
             raise EngineNotReadyError("stopped while loading", retry_after_s=None)
-        self.cache = self._open_cache(embedder)
+        self.cache = open_cache(
+            self.config.cache,
+            embedder=embedder,
+            truncate_inputs=self.config.truncate_inputs,
+            observer=self._observer,
+        )
         limits = self._limits(embedder)
         self._preparer = InputPreparer(embedder, truncate=self.config.truncate_inputs)
         if self.config.warmup:
@@ -263,44 +261,6 @@ class EmbeddingEngine:
             max_request_tokens=request_token_share(bounds.max_queued_tokens),
             max_held_bytes=bounds.max_held_bytes,
             max_request_bytes=int(REQUEST_BYTES_SHARE * bounds.max_held_bytes),
-        )
-
-    def _open_cache(self, embedder: Embedder) -> EmbeddingCache | None:
-        config = self.config.cache
-        if config is None or (config.memory_bytes <= 0 and config.disk_path is None):
-            return None
-        identity = cache_identity(
-            CACHE_FORMAT,
-            jina_openai.__version__,
-            torch.__version__,
-            model_fingerprint(config.model_dir),
-            dtype_name(embedder.dtype),
-            embedder.max_input_tokens,
-            self.config.truncate_inputs,
-        )
-        store = None
-        if config.disk_path is not None:
-            try:
-                store = EmbeddingStore(
-                    config.disk_path,
-                    identity=identity,
-                    max_bytes=config.disk_bytes,
-                    on_evicted=lambda count: self._observer.cache_evicted("disk", count),
-                )
-            except (OSError, sqlite3.Error) as exc:  # the cache is an optimisation
-                logger.error("embedding cache %s cannot be used: %s", config.disk_path, exc)
-        memory = MemoryTier(config.memory_bytes) if config.memory_bytes > 0 else None
-        logger.info(
-            "embedding cache: memory %.0f MiB, disk %s",
-            config.memory_bytes / (1 << 20),
-            f"{store.path} (up to {config.disk_bytes / (1 << 20):.0f} MiB)" if store else "off",
-        )
-        return EmbeddingCache(
-            identity=identity,
-            dimension=embedder.dimension,
-            memory=memory,
-            store=store,
-            observer=self._observer,
         )
 
     def _ready(self) -> None:
