@@ -420,7 +420,12 @@ def minilm_server(
         "--log-format",
         "text",
     ]
-    env = {"JINA_OPENAI_API_KEYS": TEST_API_KEY, "JINA_OPENAI_TORCH_THREADS": "2"}
+    # float32 as the reference vectors (dtype auto would measure and pick bfloat16 here).
+    env = {
+        "JINA_OPENAI_API_KEYS": TEST_API_KEY,
+        "JINA_OPENAI_TORCH_THREADS": "2",
+        "JINA_OPENAI_DTYPE": "float32",
+    }
     log_path = tmp_path_factory.mktemp("server") / "server.log"
     with server_process(args, env=env, port=port, log_path=log_path) as server:
         yield server

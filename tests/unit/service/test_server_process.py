@@ -145,8 +145,12 @@ def test_a_client_that_hangs_up_has_its_queued_inputs_dropped(
         return float(line.split()[-1])
 
     before = dropped()
-    blocker = json.dumps({"input": stdlib_texts(16, chars=1000), "model": MINILM_ID})
-    doomed = json.dumps({"input": stdlib_texts(60, chars=1000), "model": MINILM_ID}).encode()
+    # Texts no other test sent: the server's embedding cache would answer those at once.
+    unique = [f"# hang-up {i}\n{text}" for i, text in enumerate(stdlib_texts(60, chars=1000))]
+    blocker = json.dumps(
+        {"input": [f"# blocker {text}" for text in unique[:16]], "model": MINILM_ID}
+    )
+    doomed = json.dumps({"input": unique, "model": MINILM_ID}).encode()
     with httpx.Client(base_url=minilm_server.base_url, headers=AUTH, timeout=120) as client:
         worker = threading.Thread(
             target=client.post, args=("/v1/embeddings",), kwargs={"content": blocker}
