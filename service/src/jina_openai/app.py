@@ -78,6 +78,7 @@ def create_app(
             request_timeout_s=settings.request_timeout_s,
             batch_timeout_s=settings.batch_timeout_s,
             max_consecutive_failed_batches=settings.max_consecutive_failed_batches,
+            max_queue_wait_s=settings.max_queue_wait_s,
             cache=CacheConfig(
                 model_dir=settings.model_dir,
                 memory_bytes=settings.cache_memory_mb << 20,

@@ -42,6 +42,7 @@ _SERVE_FLAGS: dict[str, tuple[str, dict[str, Any]]] = {
     ),
     "--max-batch-tokens": ("max_batch_tokens", {"type": int}),
     "--max-queued-tokens": ("max_queued_tokens", {"type": int}),
+    "--max-queue-wait-s": ("max_queue_wait_s", {"type": float}),
     "--memory-budget-mb": ("memory_budget_mb", {"type": int}),
     "--malloc-trim-interval-s": ("malloc_trim_interval_s", {"type": float}),
     "--cache-memory-mb": ("cache_memory_mb", {"type": int, "help": "0: no in-memory cache"}),

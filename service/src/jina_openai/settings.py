@@ -139,6 +139,15 @@ class Settings(BaseSettings):
         "Default: derived from memory_budget_mb, at most 262144.",
     )
     max_queued_requests: int = Field(default=1024, ge=1)
+    max_queue_wait_s: float = Field(
+        default=120.0,
+        ge=0,
+        description="Admission by waiting time: a request is queued when the work ahead of it "
+        "and its own take at most this long at the measured throughput, else 429 + Retry-After "
+        "(searches, which fit one batch, are exempt). Well inside the 300 s after which Roo "
+        "Code's client gives up, so that a throughput estimate off by 2x still answers in "
+        "time. 0: only max_queued_tokens bounds the queue.",
+    )
     request_timeout_s: float = Field(
         default=270.0,
         ge=0,

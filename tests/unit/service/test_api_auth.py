@@ -89,3 +89,17 @@ def test_no_key_configured_runs_open_and_says_so(
         assert client.post("/v1/embeddings", json={"input": "x"}).status_code == 200
         assert client.get("/info").json()["auth"] == "open"
     assert any("NO API KEY CONFIGURED" in record.getMessage() for record in caplog.records)
+
+
+def test_the_fairness_identity_is_the_keys_fingerprint_else_the_connection() -> None:
+    from jina_openai.api.auth import client_identity
+
+    def scope(headers: list[tuple[bytes, bytes]]) -> dict:
+        return {"type": "http", "headers": headers, "client": ("10.0.0.7", 50123)}
+
+    alice = client_identity(scope([(b"authorization", b"Bearer alice-key")]))
+    assert alice == client_identity(scope([(b"api-key", b"alice-key")]))
+    assert alice.startswith("key:")
+    assert "alice-key" not in alice
+    assert alice != client_identity(scope([(b"authorization", b"Bearer bob-key")]))
+    assert client_identity(scope([])) == "connection:10.0.0.7:50123"

@@ -13,14 +13,19 @@ from jina_openai.engine.scheduler import Batch, BatchScheduler, SchedulerLimits
 from jina_openai.engine.throughput import ThroughputEstimator
 
 
-def make_job(lengths: list[int], name: str = "r") -> EmbeddingJob:
+def make_job(lengths: list[int], name: str = "r", client: str = "") -> EmbeddingJob:
     inputs = [np.full(length, 7, dtype=np.int32) for length in lengths]
     return EmbeddingJob(
-        request_id=name, inputs=inputs, dimension=4, admitted_at=0.0, on_finished=lambda job: None
+        request_id=name,
+        inputs=inputs,
+        dimension=4,
+        admitted_at=0.0,
+        on_finished=lambda job: None,
+        client=client,
     )
 
 
-def scheduler(**limits: int) -> BatchScheduler:
+def scheduler(**limits: float) -> BatchScheduler:
     values = {
         "max_batch_tokens": 1024,
         "max_batch_inputs": 64,
@@ -328,3 +333,69 @@ def test_reservations_count_as_waiting_requests() -> None:
         queue.reserve()
     with pytest.raises(QueueFullError):
         queue.submit(make_job([5]))
+
+
+# --- admission by waiting time --------------------------------------------------------------
+
+
+def test_a_request_is_queued_while_the_work_ahead_fits_the_waiting_time_bound() -> None:
+    # 1000 tokens/s measured, 10 s bound: 10,000 tokens of work may be queued at once.
+    queue = scheduler(max_batch_tokens=1024, max_queued_tokens=100_000, max_queue_wait_s=10)
+    queue.submit(make_job([100] * 80, "first"))  # an empty queue admits any request: 8 s
+    queue.submit(make_job([100] * 15, "fits"))  # 9.5 s of work
+    with pytest.raises(QueueFullError, match=r"10 s of queued work at ~1000 tokens/s") as refused:
+        queue.submit(make_job([100] * 20, "over"))  # 11.5 s
+    assert refused.value.retry_after_s == 2  # drains the excess (1500 tokens, a batch at least)
+    queue.submit(make_job([500, 500], "search"))  # fits one batch: the query lane serves it
+    assert queue.queued_requests == 3
+
+
+def test_the_waiting_time_bound_refuses_a_large_body_before_it_is_read() -> None:
+    queue = scheduler(max_batch_tokens=1024, max_queued_tokens=100_000, max_queue_wait_s=5)
+    queue.submit(make_job([100] * 60, "ahead"))  # 6 s of work
+    with pytest.raises(QueueFullError):
+        queue.reserve(200_000)  # a 60-chunk body: judged before a byte is read
+    queue.release(queue.reserve(2_000))  # a search's body: judged once parsed
+    unbounded = scheduler(max_batch_tokens=1024, max_queued_tokens=100_000)
+    unbounded.submit(make_job([100] * 60, "ahead"))
+    unbounded.submit(make_job([100] * 60, "more"))  # no waiting-time bound: tokens only
+
+
+# --- fairness between clients ---------------------------------------------------------------
+
+
+def test_clients_share_the_model_evenly_whatever_their_requests_in_flight() -> None:
+    queue = scheduler(max_batch_tokens=400, max_batch_inputs=64, max_queued_tokens=100_000)
+    for i in range(10):  # one workspace with 10 requests in flight ...
+        queue.submit(make_job([100] * 6, f"a{i}", client="key:a"))
+    queue.submit(make_job([100] * 6, "b0", client="key:b"))  # ... and one with a single one
+    served = {"key:a": 0, "key:b": 0}
+    while queue.queued_inputs:
+        batch = queue.next_batch(timeout=0)
+        assert batch is not None
+        for job, _ in batch.items:
+            served[job.client] += 1
+        queue.finish_batch(batch)
+        if served["key:b"] == 6:
+            break
+    # b's request finished while a had been served about as much, not after all of a's 60.
+    assert served["key:b"] == 6
+    assert served["key:a"] <= 6 + 3  # plus rule 1's one input of the oldest request per batch
+
+
+def test_a_client_that_comes_back_starts_level_with_the_least_served() -> None:
+    queue = scheduler(max_batch_tokens=400, max_batch_inputs=64, max_queued_tokens=100_000)
+    queue.submit(make_job([100] * 20, "a", client="a"))
+    for _ in range(3):  # a alone: 1200 tokens served
+        batch = queue.next_batch(timeout=0)
+        assert batch is not None
+        queue.finish_batch(batch)
+    queue.submit(make_job([100] * 20, "b", client="b"))  # b starts level with a, not 1200 behind
+    taken: list[str] = []
+    for _ in range(4):
+        batch = queue.next_batch(timeout=0)
+        assert batch is not None
+        taken += [job.client for job, _ in batch.items]
+        queue.finish_batch(batch)
+    # Starting from 0, b would take all but rule 1's input of every batch (a: 4 of 16).
+    assert taken.count("a") == taken.count("b") == 8

@@ -84,6 +84,7 @@ def test_info_describes_model_limits_and_versions(shared_tiny_client: TestClient
     }
     assert info["limits"]["max_batch_tokens"] == 1024
     assert info["limits"]["max_inputs_per_request"] == 50
+    assert info["limits"]["max_queue_wait_s"] == 120
     assert info["limits"]["truncate_inputs"] is True
     assert {"jina_openai", "torch", "transformers", "tokenizers", "python"} <= set(info["versions"])
     assert info["measured_tokens_per_s"] > 0

@@ -7,6 +7,7 @@ the middleware is not installed at all (the app warns loudly at startup).
 
 from __future__ import annotations
 
+import hashlib
 import hmac
 
 from starlette.types import ASGIApp, Receive, Scope, Send
@@ -29,7 +30,7 @@ class ApiKeyMiddleware:
         if scope["type"] != "http" or scope.get("path") in self._open_paths:
             await self.app(scope, receive, send)
             return
-        presented = _presented_keys(scope)
+        presented = presented_keys(scope)
         if not presented:
             error = ApiError(
                 401,
@@ -59,7 +60,8 @@ class ApiKeyMiddleware:
         return accepted
 
 
-def _presented_keys(scope: Scope) -> list[bytes]:
+def presented_keys(scope: Scope) -> list[bytes]:
+    """The keys a request presents (Bearer token, api-key header), unchecked."""
     keys: list[bytes] = []
     for name, value in scope.get("headers", []):
         if name == b"authorization":
@@ -69,3 +71,13 @@ def _presented_keys(scope: Scope) -> list[bytes]:
         elif name == b"api-key" and value.strip():
             keys.append(value.strip())
     return keys
+
+
+def client_identity(scope: Scope) -> str:
+    """Whose share of the service a request draws on (engine/batch_selection.py): its API key
+    (a fingerprint, never the key) when it presents one, else its connection."""
+    keys = presented_keys(scope)
+    if keys:
+        return "key:" + hashlib.sha256(keys[0]).hexdigest()[:12]
+    host, port = scope.get("client") or ("?", 0)
+    return f"connection:{host}:{port}"

@@ -8,6 +8,7 @@ from fastapi import APIRouter, Request
 from pydantic import ValidationError
 from starlette.responses import Response
 
+from jina_openai.api.auth import client_identity
 from jina_openai.api.disconnect import wait_for_disconnect
 from jina_openai.api.errors import ApiError
 from jina_openai.api.input_validation import normalize_input
@@ -75,6 +76,7 @@ async def create_embeddings(request: Request) -> Response:
                 single=normalized.single,
                 request_id=record.request_id,
                 client_gone=client_gone,
+                client=client_identity(request.scope),
                 response_bytes=response_size_bound(
                     len(normalized.items),
                     parsed.dimensions or embedder.dimension,

@@ -85,6 +85,7 @@ async def info(request: Request) -> ServiceInfo:
             max_batch_inputs=scheduler.limits.max_batch_inputs,
             max_queued_tokens=scheduler.limits.max_queued_tokens,
             max_queued_requests=scheduler.limits.max_queued_requests,
+            max_queue_wait_s=scheduler.limits.max_queue_wait_s,
             max_request_tokens=scheduler.limits.request_tokens,
             max_held_bytes=scheduler.limits.max_held_bytes,
             request_timeout_s=settings.request_timeout_s,

@@ -130,6 +130,7 @@ class LimitsInfo(BaseModel):
     max_batch_inputs: int
     max_queued_tokens: int
     max_queued_requests: int
+    max_queue_wait_s: float
     max_request_tokens: int
     max_held_bytes: int | None
     request_timeout_s: float

@@ -101,6 +101,7 @@ class Admission:
         request_id: str,
         client_gone: asyncio.Future[None],
         response_bytes: int = 0,
+        client: str = "",
     ) -> EmbeddingResult:
         """Reserve, tokenize, queue and await the vectors of `inputs`. Raises EngineError:
         QueueFullError / RequestTooLargeError before any work, ClientDisconnectedError when
@@ -136,7 +137,9 @@ class Admission:
                 cached_inputs=len(lookup.hits),
             )
         queued = prepared if lookup is None else lookup.missing_inputs(prepared)
-        submitted = engine.submit(queued, request_id=request_id, reservation=self._reservation)
+        submitted = engine.submit(
+            queued, request_id=request_id, reservation=self._reservation, client=client
+        )
         try:
             job = await self._until(submitted.result(), client_gone)
         except (ClientDisconnectedError, DeadlineExceededError) as exc:

@@ -5,10 +5,12 @@ A batch costs `longest input x number of inputs` padded tokens and must stay wit
 
 1. The oldest request's shortest pending input goes in first: every batch makes progress on the
    oldest request, so nothing starves.
-2. The rest of the budget goes to requests with the fewest pending tokens first (ties: arrival
-   order). A one-input search query that arrives behind hundreds of indexing chunks therefore
-   rides in the very next batch, and equal-sized requests finish one after another instead of
-   all at the end.
+2. The rest of the budget goes to the requests of the client served least so far (`served`:
+   tokens batched per client, kept by the scheduler), and among equals to those with the
+   fewest pending tokens first (ties: arrival order). Two workspaces indexing at once share the
+   model evenly whatever their number of requests in flight; a one-input search query that
+   arrives behind hundreds of indexing chunks rides in the very next batch, and equal-sized
+   requests finish one after another instead of all at the end.
 3. Small requests (at most `SMALL_REQUEST_INPUTS` pending inputs: searches) take a batch of
    their own while they wait: besides rule 1's one input of the oldest request, such a batch
    holds only small requests. A query then waits for the running batch and one short forward
@@ -28,13 +30,14 @@ Each request's pending inputs are kept sorted by length, so every step is a bise
 from __future__ import annotations
 
 from bisect import bisect_right
-from collections.abc import Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
 
 class QueuedRequest(Protocol):
     seq: int
+    client: str  # whose request (API key, else connection): the unit of fairness
     pending_tokens: int
     pending_lengths: list[int]  # ascending
     pending_indices: list[int]  # input index of each pending length
@@ -80,9 +83,14 @@ class _BatchBuilder:
 
 
 def select_batch(
-    requests_in_arrival_order: Sequence[QueuedRequest], *, max_tokens: int, max_inputs: int
+    requests_in_arrival_order: Sequence[QueuedRequest],
+    *,
+    max_tokens: int,
+    max_inputs: int,
+    served: Mapping[str, int] | None = None,
 ) -> list[Selection]:
     """Choose the next batch; does not modify the requests."""
+    order = _fair_order(served or {})
     waiting = [request for request in requests_in_arrival_order if request.pending_lengths]
     if not waiting:
         return []
@@ -93,12 +101,21 @@ def select_batch(
     small = [r for r in waiting if len(r.pending_lengths) <= SMALL_REQUEST_INPUTS]
     # The lane opens for small requests other than the oldest (which rule 1 already serves).
     candidates = small if small and small != [oldest] else waiting
-    for request in sorted(candidates, key=lambda r: (r.pending_tokens, r.seq)):
+    for request in sorted(candidates, key=order):
         if builder.full:
             break
         skip = taken_from_oldest if request is oldest else 0
         _take_from(builder, request, skip_shortest=skip)
     return builder.chosen
+
+
+def _fair_order(served: Mapping[str, int]) -> Callable[[QueuedRequest], tuple[int, int, int]]:
+    """Sort key: the least served client first, then the fewest pending tokens, then arrival."""
+
+    def key(request: QueuedRequest) -> tuple[int, int, int]:
+        return (served.get(request.client, 0), request.pending_tokens, request.seq)
+
+    return key
 
 
 def _take_from(builder: _BatchBuilder, request: QueuedRequest, *, skip_shortest: int) -> None:
@@ -117,16 +134,20 @@ def _take_from(builder: _BatchBuilder, request: QueuedRequest, *, skip_shortest:
 
 
 def select_query_batch(
-    requests_in_arrival_order: Sequence[QueuedRequest], *, max_tokens: int, max_inputs: int
+    requests_in_arrival_order: Sequence[QueuedRequest],
+    *,
+    max_tokens: int,
+    max_inputs: int,
+    served: Mapping[str, int] | None = None,
 ) -> list[Selection]:
-    """The query lane's batch: small requests only (fewest pending tokens first), or none."""
+    """The query lane's batch: small requests only (in `select_batch`'s order), or none."""
     small = [
         request
         for request in requests_in_arrival_order
         if 0 < len(request.pending_lengths) <= SMALL_REQUEST_INPUTS
     ]
     builder = _BatchBuilder(max_tokens, max_inputs)
-    for request in sorted(small, key=lambda r: (r.pending_tokens, r.seq)):
+    for request in sorted(small, key=_fair_order(served or {})):
         if builder.full:
             break
         _take_from(builder, request, skip_shortest=0)

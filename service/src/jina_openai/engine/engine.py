@@ -47,6 +47,7 @@ from jina_openai.engine.inference_worker import InferenceWorker
 from jina_openai.engine.input_preparation import InputPreparer, PreparedInputs
 from jina_openai.engine.job import EmbeddingJob
 from jina_openai.engine.memory_budget import (
+    QUEUED_TOKEN_BYTES,
     REQUEST_BYTES_SHARE,
     derive_bounds,
     peak_mb,
@@ -90,6 +91,7 @@ class EngineConfig:
     request_timeout_s: float = 0.0  # a request's deadline from its admission; 0: none
     batch_timeout_s: float = 0.0  # the watchdog's bound on one batch; 0: no watchdog
     max_consecutive_failed_batches: int = 0  # then the engine gives up; 0: never
+    max_queue_wait_s: float = 0.0  # admission's waiting-time bound (engine/scheduler.py); 0: none
     cache: CacheConfig | None = None  # the embedding cache (engine/embedding_cache.py); None: off
 
 
@@ -198,9 +200,11 @@ class EmbeddingEngine:
         if self._stopping.is_set():  # stop() ran during warmup, before there was a queue
             self.scheduler.close()
         self._observer.model_loaded(embedder)
+        rate = self._throughput.tokens_per_s
         logger.info(
             "model %s ready on %s (%s) in %.1f s: dimension %d, max %d tokens/input, "
-            "batch budget %d tokens, queue budget %d tokens, ~%.0f tokens/s",
+            "batch budget %d tokens, ~%.0f tokens/s; queue: up to %s s of work (%d tokens at "
+            "that rate) within at most %d tokens (%.0f MiB of queued ids and bookkeeping)",
             embedder.model_id,
             embedder.device,
             embedder.dtype_choice.reason,
@@ -208,8 +212,11 @@ class EmbeddingEngine:
             embedder.dimension,
             embedder.max_input_tokens,
             limits.max_batch_tokens,
+            rate,
+            f"{limits.max_queue_wait_s:g}" if limits.max_queue_wait_s > 0 else "unbounded",
+            int(rate * limits.max_queue_wait_s),
             limits.max_queued_tokens,
-            self._throughput.tokens_per_s,
+            limits.max_queued_tokens * QUEUED_TOKEN_BYTES / (1 << 20),
         )
         return embedder, self.scheduler
 
@@ -261,6 +268,7 @@ class EmbeddingEngine:
             max_request_tokens=request_token_share(bounds.max_queued_tokens),
             max_held_bytes=bounds.max_held_bytes,
             max_request_bytes=int(REQUEST_BYTES_SHARE * bounds.max_held_bytes),
+            max_queue_wait_s=self.config.max_queue_wait_s,
         )
 
     def _ready(self) -> None:
@@ -381,7 +389,12 @@ class EmbeddingEngine:
         return await asyncio.get_running_loop().run_in_executor(self._pool, call)
 
     def submit(
-        self, prepared: PreparedInputs, *, request_id: str, reservation: Reservation | None = None
+        self,
+        prepared: PreparedInputs,
+        *,
+        request_id: str,
+        reservation: Reservation | None = None,
+        client: str = "",
     ) -> SubmittedJob:
         embedder, scheduler, _ = self.ensure_ready()
         loop = asyncio.get_running_loop()
@@ -398,6 +411,7 @@ class EmbeddingEngine:
             dimension=embedder.dimension,
             admitted_at=self._clock(),
             on_finished=finished,
+            client=client,
         )
         scheduler.submit(job, reservation=reservation)
         return SubmittedJob(job, future, scheduler)

@@ -22,8 +22,10 @@ class EmbeddingJob:
         dimension: int,
         admitted_at: float,
         on_finished: Callable[[EmbeddingJob], None],
+        client: str = "",
     ) -> None:
         self.request_id = request_id
+        self.client = client  # API key fingerprint or connection: whose share it draws on
         self.inputs = inputs
         self.dimension = dimension
         self.admitted_at = admitted_at

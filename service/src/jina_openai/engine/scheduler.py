@@ -1,9 +1,13 @@
 """The queue between request handlers and the inference thread: admission and batch forming.
 
-Admission holds three resources, each bounded:
+Admission bounds four things:
 
 - tokens admitted and not yet embedded (queued plus the running batch): `max_queued_tokens`,
-  which bounds how long an admitted request waits (tokens / measured throughput);
+  a memory bound (ids and bookkeeping, QUEUED_TOKEN_BYTES each, not activations);
+- the time that work takes at the measured throughput: `max_queue_wait_s`. A request is queued
+  when the work ahead of it and its own can be done within it, else refused with 429 and the
+  `Retry-After` that drains the excess (at most 60 s, which the openai SDK honours). Requests
+  that fit one batch (searches) are exempt: the query lane serves them ahead of the queue;
 - request memory held by requests in flight (body bytes, decoded texts, output vectors and
   response bytes): `max_held_bytes`;
 - request slots: `max_queued_requests`.
@@ -15,6 +19,11 @@ request may hold more than `max_request_tokens` / `max_request_bytes` (a share o
 beyond that it can never be admitted and gets RequestTooLargeError (413) at once; otherwise a
 request that does not fit now is refused with QueueFullError (429) and a `Retry-After`
 estimated from the measured throughput.
+
+Batches are formed by engine/batch_selection.py, fair between clients: each client (its API key,
+else its connection: `EmbeddingJob.client`) has a count of the tokens batched for it while it
+has work queued, and the client with the fewest goes first; a client that arrives starts level
+with the least served one, so nobody banks service while away.
 
 Thread-safety: every method takes the internal condition's lock; `next_batch` blocks the
 inference thread until work arrives or the scheduler is closed.
@@ -34,7 +43,10 @@ from jina_openai.engine.errors import QueueFullError, RequestTooLargeError
 from jina_openai.engine.job import EmbeddingJob
 from jina_openai.engine.throughput import ThroughputEstimator
 
-MAX_RETRY_AFTER_S = 60
+MAX_RETRY_AFTER_S = 60  # the openai SDK honours Retry-After up to 60 s
+# A body up to this size may be a search even when the queue is past its waiting time: such
+# requests are only judged once parsed (a Roo Code search is one chunk, ~1-3 KB of JSON).
+SMALL_BODY_BYTES = 32 * 1024
 
 
 @dataclass(frozen=True)
@@ -46,6 +58,7 @@ class SchedulerLimits:
     max_request_tokens: int | None = None  # one request's share of the queue (None: all)
     max_held_bytes: int | None = None  # request memory of requests in flight (None: unbounded)
     max_request_bytes: int | None = None  # one request's share of it (None: all)
+    max_queue_wait_s: float = 0.0  # work queued ahead, at the measured rate (0: no bound)
 
     @property
     def request_tokens(self) -> int:
@@ -93,6 +106,8 @@ class BatchScheduler:
         self._clock = clock
         self._condition = threading.Condition()
         self._jobs: dict[int, EmbeddingJob] = {}  # jobs with pending inputs, in arrival order
+        self._served: dict[str, int] = {}  # tokens batched per client with jobs queued
+        self._client_jobs: dict[str, int] = {}  # queued jobs per client
         self._seq = itertools.count()
         self._batch_ids = itertools.count()
         self._admitted_tokens = 0
@@ -144,6 +159,8 @@ class BatchScheduler:
             self._check_request_bytes(held_bytes)
             self._check_slot()
             self._check_room(tokens=0, held_bytes=held_bytes)
+            if held_bytes > SMALL_BODY_BYTES:  # not a search: the queue's waiting time applies
+                self._check_wait(tokens=0, exempt=False)
             reservation = Reservation(held_bytes)
             self._reservations += 1
             self._held_bytes += held_bytes
@@ -167,6 +184,7 @@ class BatchScheduler:
             self._check_request_tokens(min_tokens)
             self._check_request_bytes(reservation.bytes + extra_bytes)
             self._check_room(tokens=tokens - reservation.tokens, held_bytes=extra_bytes)
+            self._check_wait(tokens=tokens - reservation.tokens, exempt=self._fits_batch(tokens))
             self._reserved_tokens += tokens - reservation.tokens
             reservation.tokens = tokens
             self._held_bytes += extra_bytes
@@ -194,9 +212,11 @@ class BatchScheduler:
             self._check_request_tokens(job.total_tokens)
             self._check_open()
             self._check_room(tokens=job.total_tokens, held_bytes=0)
+            self._check_wait(tokens=job.total_tokens, exempt=self._fits_batch(job.total_tokens))
             self._check_slot()
             job.seq = next(self._seq)
             self._jobs[job.seq] = job
+            self._add_client(job.client)
             self._admitted_tokens += job.total_tokens
             self._queued_tokens += job.total_tokens
             self._queued_inputs += job.size
@@ -208,6 +228,7 @@ class BatchScheduler:
             job.cancelled = True
             if self._jobs.pop(job.seq, None) is None:
                 return 0
+            self._remove_client(job.client)
             dropped = len(job.pending_lengths)
             self._release_pending(job)
             return dropped
@@ -224,6 +245,7 @@ class BatchScheduler:
                 list(self._jobs.values()),
                 max_tokens=self.limits.max_batch_tokens,
                 max_inputs=self.limits.max_batch_inputs,
+                served=self._served,
             )
             return self._form_batch(selections)
 
@@ -237,6 +259,7 @@ class BatchScheduler:
                 list(self._jobs.values()),
                 max_tokens=self.limits.max_batch_tokens,
                 max_inputs=self.limits.max_batch_inputs,
+                served=self._served,
             )
             return self._form_batch(selections) if selections else None
 
@@ -253,6 +276,8 @@ class BatchScheduler:
             for job in jobs:
                 self._release_pending(job)
             self._jobs.clear()
+            self._served.clear()
+            self._client_jobs.clear()
             self._condition.notify_all()
             return jobs
 
@@ -268,6 +293,7 @@ class BatchScheduler:
             assert isinstance(job, EmbeddingJob)
             by_job.setdefault(job.seq, []).append(selection.position)
             items.append((job, selection.index))
+            self._served[job.client] += selection.length
             tokens += selection.length
             longest = max(longest, selection.length)
         for seq, positions in by_job.items():
@@ -277,6 +303,7 @@ class BatchScheduler:
                 job.pending_indices.pop(position)
             if not job.pending_lengths:
                 del self._jobs[seq]
+                self._remove_client(job.client)
         self._queued_tokens -= tokens
         self._queued_inputs -= len(items)
         return Batch(
@@ -333,6 +360,36 @@ class BatchScheduler:
         if bound is not None and held_bytes and self._held_bytes + held_bytes > bound:
             # Request memory frees as requests finish: a batch's worth of time is the estimate.
             raise self._queue_full(0, what=f"{bound} bytes of request memory")
+
+    def _add_client(self, client: str) -> None:
+        if client not in self._client_jobs:
+            self._served[client] = min(self._served.values(), default=0)
+        self._client_jobs[client] = self._client_jobs.get(client, 0) + 1
+
+    def _remove_client(self, client: str) -> None:
+        self._client_jobs[client] -= 1
+        if self._client_jobs[client] == 0:
+            del self._client_jobs[client]
+            del self._served[client]
+
+    def _fits_batch(self, tokens: int) -> bool:
+        return tokens <= self.limits.max_batch_tokens
+
+    def _check_wait(self, *, tokens: int, exempt: bool) -> None:
+        """The waiting-time bound: the work admitted ahead plus this request's must be done
+        within `max_queue_wait_s` at the measured throughput. A request that fits one batch
+        (a search) is exempt: the query lane serves it ahead of the queue. So does any request
+        into an empty queue (its token share still applies)."""
+        bound = self.limits.max_queue_wait_s
+        held = self._admitted_tokens + self._reserved_tokens
+        if bound <= 0 or exempt or held == 0:
+            return
+        if self._throughput.seconds_for(held + tokens) > bound:
+            rate = self._throughput.tokens_per_s
+            raise self._queue_full(
+                max(1, held + tokens - int(rate * bound)),
+                what=f"{bound:g} s of queued work at ~{rate:.0f} tokens/s",
+            )
 
     def _release_pending(self, job: EmbeddingJob) -> None:
         self._admitted_tokens -= job.pending_tokens
