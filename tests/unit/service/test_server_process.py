@@ -145,12 +145,12 @@ def test_a_client_that_hangs_up_has_its_queued_inputs_dropped(
         return float(line.split()[-1])
 
     before = dropped()
-    # Texts no other test sent: the server's embedding cache would answer those at once.
-    unique = [f"# hang-up {i}\n{text}" for i, text in enumerate(stdlib_texts(60, chars=1000))]
-    blocker = json.dumps(
-        {"input": [f"# blocker {text}" for text in unique[:16]], "model": MINILM_ID}
-    )
-    doomed = json.dumps({"input": unique, "model": MINILM_ID}).encode()
+    # Texts no other test sent (the server's embedding cache would answer those at once). The
+    # blocker keeps the model busy for seconds, so that the doomed request is tokenized and
+    # queued before its client hangs up (1 s after sending it), and still queued then.
+    unique = [f"# hang-up {i}\n{text}" for i, text in enumerate(stdlib_texts(64, chars=1000))]
+    blocker = json.dumps({"input": [f"# blocker {text}" for text in unique], "model": MINILM_ID})
+    doomed = json.dumps({"input": unique[:60], "model": MINILM_ID}).encode()
     with httpx.Client(base_url=minilm_server.base_url, headers=AUTH, timeout=120) as client:
         worker = threading.Thread(
             target=client.post, args=("/v1/embeddings",), kwargs={"content": blocker}
@@ -166,7 +166,7 @@ def test_a_client_that_hangs_up_has_its_queued_inputs_dropped(
                 + f"content-length: {len(doomed)}\r\n\r\n".encode()
                 + doomed
             )
-            time.sleep(0.2)
+            time.sleep(1.0)
         worker.join(120)
     deadline = time.monotonic() + 10
     while dropped() <= before and time.monotonic() < deadline:
