@@ -150,13 +150,11 @@ class EmbeddingCache:
         self,
         *,
         identity: str,
-        dimension: int,
         memory: MemoryTier | None,
         store: EmbeddingStore | None,
         observer: EngineObserver,
     ) -> None:
         self.identity = identity
-        self.dimension = dimension
         self.memory = memory
         self.store = store
         self._observer = observer
@@ -177,9 +175,10 @@ class EmbeddingCache:
         memory_hits = len(found)
         if self.store is not None and len(found) < len(keys):
             wanted = {keys[i]: i for i in range(len(keys)) if i not in found}
-            for key, value in self.store.get_many(list(wanted)).items():
+            promoted = self.store.get_many(list(wanted))
+            for key, value in promoted.items():
                 found[wanted[key]] = value
-                self._promote(key, value)
+            self._remember(promoted.items())
         hits = {index: np.frombuffer(value, dtype=np.float32) for index, value in found.items()}
         misses = [index for index in range(len(keys)) if index not in hits]
         self._observer.cache_looked_up(
@@ -196,9 +195,6 @@ class EmbeddingCache:
         self._remember(pairs)
         if self.store is not None:
             self.store.put_many(pairs)
-
-    def _promote(self, key: bytes, value: bytes) -> None:
-        self._remember([(key, value)])
 
     def _remember(self, pairs: Iterable[tuple[bytes, bytes]]) -> None:
         if self.memory is None:
@@ -251,7 +247,6 @@ def open_cache(
     )
     return EmbeddingCache(
         identity=identity,
-        dimension=embedder.dimension,
         memory=memory,
         store=store,
         observer=observer,

@@ -211,19 +211,13 @@ class EmbeddingStore:
 
     def used_bytes(self) -> int:
         """Bytes of the file's pages in use (the file less its free pages)."""
-        if not self.enabled:
-            return 0
-        try:
-            with self._read_lock:
-                return _used_bytes(self._reader)
-        except sqlite3.Error:
-            return 0
+        return self._read_gauge(_used_bytes)
 
     def _evict(self, connection: sqlite3.Connection) -> None:
         used = _used_bytes(connection)
         if used <= self.max_bytes:
             return
-        rows = connection.execute("SELECT COUNT(*) FROM vectors").fetchone()[0]
+        rows = _row_count(connection)
         if rows == 0:
             return
         surplus = 1.0 - EVICT_TO * self.max_bytes / used
@@ -236,11 +230,15 @@ class EmbeddingStore:
         self._on_evicted(deleted)
 
     def entries(self) -> int:
+        return self._read_gauge(_row_count)
+
+    def _read_gauge(self, read: Callable[[sqlite3.Connection], int]) -> int:
+        """A figure for /metrics from the reader connection; 0 when off or unreadable."""
         if not self.enabled:
             return 0
         try:
             with self._read_lock:
-                return int(self._reader.execute("SELECT COUNT(*) FROM vectors").fetchone()[0])
+                return read(self._reader)
         except sqlite3.Error:
             return 0
 
@@ -263,3 +261,7 @@ def _used_bytes(connection: sqlite3.Connection) -> int:
     free = connection.execute("PRAGMA freelist_count").fetchone()[0]
     size = connection.execute("PRAGMA page_size").fetchone()[0]
     return int((pages - free) * size)
+
+
+def _row_count(connection: sqlite3.Connection) -> int:
+    return int(connection.execute("SELECT COUNT(*) FROM vectors").fetchone()[0])
