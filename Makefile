@@ -2,6 +2,7 @@
 #
 #   make demo        the whole stack on a local systemd test host: site.yml, verify.yml, Roo Code settings
 #   make demo-down   remove the demo host
+#   make prerequisites  the system packages (apt, as root; tools/prerequisites.sh): run by the others
 #   make setup       controller toolchain in .venv (pinned: requirements/)
 #   make lint        ruff, yamllint, ansible-lint (production profile)
 #   make unit        pytest: the embeddings service, the native jina model, the Qdrant stand-in
@@ -29,19 +30,23 @@ export HF_HUB_OFFLINE := 1
 # $(call timed,NAME,COMMAND): run COMMAND, then print how long it took and its exit status.
 timed = @start=$$(date +%s); ( $(2) ); rc=$$?; echo "== $(1): $$(( $$(date +%s) - start ))s (exit $$rc)"; exit $$rc
 
-.PHONY: help setup lint unit molecule test image wheelhouse demo demo-down bench soak torture clean
+.PHONY: help prerequisites setup lint unit molecule test image wheelhouse demo demo-down bench soak torture clean
 
 help:
 	@sed -n 's/^#   //p' $(firstword $(MAKEFILE_LIST))
 
-setup: $(VENV)/.installed
+prerequisites:
+	@tools/prerequisites.sh
+
+setup: prerequisites $(VENV)/.installed
 
 $(VENV)/.installed: requirements/dev.txt requirements/service.txt requirements/constraints.txt service/pyproject.toml
-	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(BIN)/pip install --quiet --upgrade pip
-	$(BIN)/pip install --quiet -c requirements/constraints.txt -r requirements/dev.txt
-	$(BIN)/pip install --quiet --no-deps --editable ./service
-	touch $@
+	$(call timed,setup,\
+	  { test -x $(BIN)/python || $(PYTHON) -m venv $(VENV); } && \
+	  $(BIN)/pip install --quiet --upgrade pip && \
+	  $(BIN)/pip install --quiet -c requirements/constraints.txt -r requirements/dev.txt && \
+	  $(BIN)/pip install --quiet --no-deps --editable ./service && \
+	  touch $@)
 
 lint: setup
 	$(call timed,lint,\
@@ -57,7 +62,7 @@ unit: setup
 	  if [ $$rc -eq 5 ]; then echo "pytest collected no tests: the unit suite is missing" >&2; fi; \
 	  exit $$rc)
 
-image:
+image: prerequisites
 	$(call timed,image,tests/host-image/build-image.sh >/dev/null)
 
 # What roles/jina_embeddings installs offline (jina_embeddings_wheelhouse_src). Rebuilt only

@@ -40,6 +40,22 @@ except Exception:
 PY
 }
 
+# stage NAME COMMAND...: one line per stage with its time; the output goes to the log file.
+log=$work/demo.log
+stage() {
+  local name=$1 started=$SECONDS
+  shift
+  printf 'demo: %-44s' "$name ..." >&2
+  if "$@" >>"$log" 2>&1; then
+    printf '%4ss\n' "$((SECONDS - started))" >&2
+  else
+    printf 'FAILED after %ss\n' "$((SECONDS - started))" >&2
+    tail -n 40 "$log" >&2
+    echo "demo: the full log is $log" >&2
+    exit 1
+  fi
+}
+
 secret() {  # FILE: a random key, made once
   [[ -s $1 ]] || python3 -c 'import secrets; print(secrets.token_urlsafe(24))' >"$1"
   cat "$1"
@@ -52,13 +68,17 @@ fi
 
 command -v ssh-keygen >/dev/null || { echo "demo: ssh-keygen is missing: apt-get install openssh-client" >&2; exit 1; }
 mkdir -p "$work" && chmod 0700 "$work"
-image=$(tests/host-image/build-image.sh)
+: >"$log"
+echo "demo: progress below, one line per stage; everything else goes to $log" >&2
+stage "test-host image" tests/host-image/build-image.sh
+image=$(tests/host-image/build-image.sh --name)
 
 # --- the model --------------------------------------------------------------------------------
 model_dir=$work/models/jina-embeddings-v2-base-code
 notices=()
+fetch_model() { timeout "${DEMO_FETCH_TIMEOUT:-1800}" jina-openai fetch-model --dest "$model_dir"; }
 if [[ -f $model_dir/config.json ]] || { reachable https://huggingface.co &&
-  timeout "${DEMO_FETCH_TIMEOUT:-1800}" jina-openai fetch-model --dest "$model_dir"; }; then
+  stage "model from Hugging Face" fetch_model; }; then
   model_src=$model_dir model_name=jina-embeddings-v2-base-code
 else
   rm -rf "$model_dir"
@@ -70,11 +90,12 @@ fi
 banner "Model: $model_name" "${notices[@]}"
 
 # --- Qdrant -----------------------------------------------------------------------------------
-qdrant_version=1.18.3
+qdrant_version=$(sed -n 's/^qdrant_version: "\(.*\)"$/\1/p' roles/qdrant/defaults/main.yml)
 qdrant_vars=()
 if ! reachable https://github.com; then
   standin=$work/qdrant-standin
-  python3 tests/qdrant-standin/build_release.py --version "$qdrant_version" --arch "$(uname -m)" --out-dir "$standin" >/dev/null
+  stage "Qdrant stand-in $qdrant_version" python3 tests/qdrant-standin/build_release.py \
+    --version "$qdrant_version" --arch "$(uname -m)" --out-dir "$standin"
   tarball=$standin/qdrant-$(uname -m)-unknown-linux-musl.tar.gz
   qdrant_vars=(-e "qdrant_archive_src=$tarball" -e "qdrant_archive_sha256=$(cut -d' ' -f1 "$tarball.sha256")")
   notices+=("github.com is not reachable from here: Qdrant is the TEST STAND-IN (tests/qdrant-standin),"
@@ -84,15 +105,20 @@ if ! reachable https://github.com; then
 fi
 
 # --- the host ---------------------------------------------------------------------------------
-if [[ $(podman inspect --format '{{.State.Running}}' "$name" 2>/dev/null) != true ]]; then
-  podman rm --force --ignore "$name" >/dev/null
-  podman run --detach --name "$name" --hostname "$name" --systemd=always "$image" /sbin/init >/dev/null
-fi
-for _ in $(seq 60); do
-  state=$(podman exec "$name" systemctl is-system-running 2>/dev/null || true)
-  [[ $state == running || $state == degraded ]] && break
-  sleep 1
-done
+start_host() {  # (again if it is not running), then wait for systemd to finish booting
+  if [[ $(podman inspect --format '{{.State.Running}}' "$name" 2>/dev/null) != true ]]; then
+    podman rm --force --ignore "$name"
+    podman run --detach --name "$name" --hostname "$name" --systemd=always "$image" /sbin/init
+  fi
+  local state
+  for _ in $(seq 60); do
+    state=$(podman exec "$name" systemctl is-system-running 2>/dev/null || true)
+    [[ $state == running || $state == degraded ]] && return 0
+    sleep 1
+  done
+  echo "systemd in $name did not finish booting in 60 s (state: $state)"
+}
+stage "host $name (podman, systemd)" start_host
 address=$(podman inspect --format '{{range .NetworkSettings.Networks}}{{.IPAddress}}{{end}}' "$name")
 
 [[ -f $work/operator_ed25519 ]] || ssh-keygen -q -t ed25519 -N '' -C jina-stack-demo -f "$work/operator_ed25519"
@@ -140,9 +166,10 @@ workstation_roo_embeddings_base_url: http://$address:4000/v1
 workstation_roo_qdrant_url: http://$address:6333
 YAML
 
-ansible-playbook -i "$work/hosts.yml" demo/prepare.yml -e "demo_operator_key=$work/operator_ed25519.pub"
-ansible-playbook -i "$work/hosts.yml" playbooks/site.yml "${qdrant_vars[@]}"
-ansible-playbook -i "$work/hosts.yml" playbooks/verify.yml
+stage "prepare the host (demo/prepare.yml)" \
+  ansible-playbook -i "$work/hosts.yml" demo/prepare.yml -e "demo_operator_key=$work/operator_ed25519.pub"
+stage "provision it (playbooks/site.yml)" ansible-playbook -i "$work/hosts.yml" playbooks/site.yml "${qdrant_vars[@]}"
+stage "check it (playbooks/verify.yml)" ansible-playbook -i "$work/hosts.yml" playbooks/verify.yml
 
 settings=$work/home/.jina-stack/roo-code-settings.json
 banner "jina-stack demo is up on $name ($address)" "${notices[@]}" "" \

@@ -41,7 +41,7 @@ require_tools() {
   command -v runc >/dev/null || missing+=(runc)
   command -v debootstrap >/dev/null || missing+=(debootstrap)
   if ((${#missing[@]})); then
-    die "missing ${missing[*]}; install with: apt-get install -y podman runc debootstrap"
+    die "missing ${missing[*]}; as root, tools/prerequisites.sh installs them (make image runs it)"
   fi
   [[ $(id -u) == 0 ]] || die "debootstrap and rootful podman need root"
 }
