@@ -87,8 +87,10 @@ PLAYBOOK = """
 def render(tmp_path: Path, inventory: dict) -> tuple[dict, Path]:
     import json
 
-    facts = {"default_ipv4": {"address": "10.0.0.11"}, "memtotal_mb": 4096, "processor_vcpus": 2}
-    inventory["all"]["children"]["embeddings"]["hosts"]["emb-a"] = {"ansible_facts": facts}
+    # (facts cannot come from an inventory: the bind address stands in for the default IPv4)
+    inventory["all"]["children"]["embeddings"]["hosts"]["emb-a"] = {
+        "jina_embeddings_proxy_bind_host": "10.0.0.11", "qdrant_proxy_bind_host": "10.0.0.11",
+    }  # fmt: skip
     (tmp_path / "hosts.yml").write_text(yaml.safe_dump(inventory))
     (tmp_path / "play.yml").write_text(PLAYBOOK)
     roles = REPO / "roles"
@@ -123,7 +125,7 @@ def test_behind_a_proxy_the_backends_bind_their_address_and_admit_only_it(tmp_pa
     inventory = {
         "all": {
             "children": {
-                "proxy": {"hosts": {"px": {"ansible_facts": {"default_ipv4": {"address": "10.0.0.5"}}}}},
+                "proxy": {"hosts": {"px": {"stack_proxy_source_address": "10.0.0.5"}}},
                 "embeddings": {"hosts": {"emb-a": {}}},
             }
         }
