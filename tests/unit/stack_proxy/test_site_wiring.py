@@ -87,16 +87,15 @@ PLAYBOOK = """
 def render(tmp_path: Path, inventory: dict) -> tuple[dict, Path]:
     import json
 
-    # (facts cannot come from an inventory: the bind address stands in for the default IPv4)
-    inventory["all"]["children"]["embeddings"]["hosts"]["emb-a"] = {
-        "jina_embeddings_proxy_bind_host": "10.0.0.11", "qdrant_proxy_bind_host": "10.0.0.11",
-    }  # fmt: skip
     (tmp_path / "hosts.yml").write_text(yaml.safe_dump(inventory))
     (tmp_path / "play.yml").write_text(PLAYBOOK)
     roles = REPO / "roles"
     extra = {
         "ansible_python_interpreter": sys.executable,
         "out": str(tmp_path),
+        # facts cannot come from an inventory: the bind address stands in for the default IPv4
+        "jina_embeddings_proxy_bind_host": "10.0.0.11",
+        "qdrant_proxy_bind_host": "10.0.0.11",
         "files": [str(roles / r / d / "main.yml") for r in ("jina_embeddings", "qdrant") for d in ("defaults", "vars")],
         "templates": [
             {"src": str(roles / "jina_embeddings/templates/jina-embeddings.nft.j2"), "dest": str(tmp_path / "jina.nft")},
