@@ -54,7 +54,8 @@ def test_site_has_a_proxy_play_after_the_backends():
     plays = yaml.safe_load((REPO / "playbooks/site.yml").read_text())
     hosts = [p["hosts"] for p in plays]
     assert hosts[0] == "proxy"  # facts first: the backends read the proxies' addresses
-    proxy_play = next(p for p in plays if any(r["role"] == "stack_proxy" for r in p.get("roles", [])))
+    roles = {i: [r["role"] for r in p.get("roles", [])] for i, p in enumerate(plays)}
+    proxy_play = plays[next(i for i, names in roles.items() if "stack_proxy" in names)]
     assert proxy_play["hosts"] == "proxy"
     assert hosts.index("proxy", 1) > hosts.index("embeddings")
 
@@ -76,7 +77,8 @@ PLAYBOOK = """
       loop: "{{ templates }}"
     - name: Effective values
       ansible.builtin.copy:
-        content: "{{ {'jina_host': jina_embeddings_host, 'jina_fw': jina_embeddings_firewall_enabled | bool,
+        content: "{{ {'jina_host': jina_embeddings_host,
+                      'jina_fw': jina_embeddings_firewall_enabled | bool,
                       'trusted': jina_embeddings_trusted_proxies, 'qdrant_host': qdrant_host,
                       'qdrant_fw': qdrant_firewall_enabled | bool} | to_json }}"
         dest: "{{ out }}/values.json"
@@ -96,10 +98,17 @@ def render(tmp_path: Path, inventory: dict) -> tuple[dict, Path]:
         # facts cannot come from an inventory: the bind address stands in for the default IPv4
         "jina_embeddings_proxy_bind_host": "10.0.0.11",
         "qdrant_proxy_bind_host": "10.0.0.11",
-        "files": [str(roles / r / d / "main.yml") for r in ("jina_embeddings", "qdrant") for d in ("defaults", "vars")],
+        "files": [
+            str(roles / r / d / "main.yml")
+            for r in ("jina_embeddings", "qdrant")
+            for d in ("defaults", "vars")
+        ],
         "templates": [
-            {"src": str(roles / "jina_embeddings/templates/jina-embeddings.nft.j2"), "dest": str(tmp_path / "jina.nft")},
-            {"src": str(roles / "qdrant/templates/qdrant.nft.j2"), "dest": str(tmp_path / "qdrant.nft")},
+            {"src": str(roles / src), "dest": str(tmp_path / dest)}
+            for src, dest in (
+                ("jina_embeddings/templates/jina-embeddings.nft.j2", "jina.nft"),
+                ("qdrant/templates/qdrant.nft.j2", "qdrant.nft"),
+            )
         ],
     }  # fmt: skip
     result = subprocess.run(
