@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import shlex
 import time
 from pathlib import Path
 from typing import Any
@@ -26,8 +27,11 @@ NEVER = "0001-01-01T00:00:00Z"
 
 
 def get(host: Any, url: str) -> str:
-    script = f"import urllib.request,sys;sys.stdout.write(urllib.request.urlopen({url!r},timeout=10).read().decode())"
-    return host.check_output(f"python3 -c {json.dumps(script)}")
+    script = (
+        "import sys, urllib.request; "
+        f"sys.stdout.write(urllib.request.urlopen({url!r}, timeout=10).read().decode())"
+    )
+    return host.check_output(f"python3 -c {shlex.quote(script)}")
 
 
 def api(host: Any, path: str) -> Any:
@@ -73,7 +77,9 @@ def test_every_target_is_up(host: Any) -> None:
         return targets, jobs >= EXPECTED_JOBS and all(t["health"] == "up" for t in targets)
 
     targets = wait_for(check)
-    summary = [(t["labels"]["job"], t["labels"]["instance"], t["health"], t["lastError"]) for t in targets]
+    summary = [
+        (t["labels"]["job"], t["labels"]["instance"], t["health"], t["lastError"]) for t in targets
+    ]
     assert {t["labels"]["job"] for t in targets} == EXPECTED_JOBS, summary
     assert all(t["health"] == "up" for t in targets), summary
     hostname = host.backend.get_hostname()
