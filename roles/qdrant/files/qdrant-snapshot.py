@@ -8,6 +8,8 @@ Installed by roles/qdrant as /usr/local/libexec/qdrant-snapshot; qdrant-snapshot
   qdrant-snapshot list [COLLECTION]            snapshots and whether the timer made them
   qdrant-snapshot restore COLLECTION [NAME]    recover COLLECTION from snapshot NAME (default:
                                                its newest); the current state is snapshotted first
+  qdrant-snapshot metrics                      record the run that just ended for Prometheus
+                                               (ExecStopPost of the service, as root)
 
 ``run`` keeps going after an error: every failed collection (and a failed copy) is reported on
 stderr and makes the exit status 1, but the other collections are still snapshotted. Pruning
@@ -24,6 +26,13 @@ Environment:
   QDRANT_SNAPSHOT_COPY_DEST   rsync destination (DIR or [USER@]HOST:DIR); empty: no copy
   QDRANT_SNAPSHOT_RSYNC_ARGS  extra rsync arguments (shell words), e.g. --delete
   RSYNC_RSH                   remote shell for rsync, e.g. "ssh -i KEY -o BatchMode=yes"
+  QDRANT_SNAPSHOT_TEXTFILE_DIR  node exporter textfile directory ``metrics`` writes
+                              jina_stack_qdrant_snapshot.prom into; empty: no metrics
+  SERVICE_RESULT, EXIT_STATUS set by systemd for ExecStopPost: the outcome ``metrics`` records
+
+``metrics`` runs after every run, also one that was killed or timed out (systemd's
+SERVICE_RESULT says so), and replaces the file atomically: the time of this run, whether it
+succeeded, and the time of the last success (carried over from the previous file; 0 if none).
 """
 
 from __future__ import annotations
@@ -37,12 +46,17 @@ import ssl
 import subprocess
 import sys
 import tempfile
+import time
 import urllib.error
 import urllib.parse
 import urllib.request
 from typing import Any
 
 DEFAULT_STATE = "/var/lib/qdrant-snapshot/own-snapshots.json"
+TEXTFILE_NAME = "jina_stack_qdrant_snapshot.prom"
+LAST_SUCCESS = "jina_stack_qdrant_snapshot_last_success_timestamp_seconds"
+LAST_RUN = "jina_stack_qdrant_snapshot_last_run_timestamp_seconds"
+LAST_RUN_OK = "jina_stack_qdrant_snapshot_last_run_ok"
 # What one failed API call can raise: refused/reset/timed-out connections (OSError, which
 # covers URLError, TimeoutError and RemoteDisconnected), a garbled answer, an unexpected body.
 CALL_ERRORS = (OSError, http.client.HTTPException, ValueError, KeyError, TypeError)
@@ -261,6 +275,59 @@ def restore(env: dict[str, str], name: str, snapshot: str | None) -> int:
     return 0
 
 
+def previous_success(path: str) -> float:
+    """The last-success time recorded in an earlier metrics file; 0 when there is none."""
+    try:
+        with open(path, encoding="utf-8") as handle:
+            for line in handle:
+                fields = line.split()
+                if len(fields) == 2 and fields[0] == LAST_SUCCESS:
+                    return float(fields[1])
+    except (OSError, ValueError):
+        pass
+    return 0.0
+
+
+def render_metrics(now: float, ok: bool, last_success: float) -> str:
+    return (
+        f"# HELP {LAST_RUN} When the last qdrant-snapshot run ended.\n"
+        f"# TYPE {LAST_RUN} gauge\n"
+        f"{LAST_RUN} {now:.3f}\n"
+        f"# HELP {LAST_RUN_OK} 1 if the last qdrant-snapshot run succeeded, else 0.\n"
+        f"# TYPE {LAST_RUN_OK} gauge\n"
+        f"{LAST_RUN_OK} {1 if ok else 0}\n"
+        f"# HELP {LAST_SUCCESS} When a qdrant-snapshot run last succeeded (0: never).\n"
+        f"# TYPE {LAST_SUCCESS} gauge\n"
+        f"{LAST_SUCCESS} {last_success:.3f}\n"
+    )
+
+
+def write_metrics(env: dict[str, str], now: float | None = None) -> int:
+    """Record the run systemd just finished (SERVICE_RESULT, EXIT_STATUS) as a textfile."""
+    directory = env.get("QDRANT_SNAPSHOT_TEXTFILE_DIR", "")
+    if not directory:
+        print("QDRANT_SNAPSHOT_TEXTFILE_DIR is not set: no metrics written", file=sys.stderr)
+        return 2
+    now = time.time() if now is None else now
+    ok = env.get("SERVICE_RESULT") == "success" and env.get("EXIT_STATUS", "0") == "0"
+    path = os.path.join(directory, TEXTFILE_NAME)
+    last_success = now if ok else previous_success(path)
+    os.makedirs(directory, mode=0o755, exist_ok=True)
+    # The node exporter reads only *.prom: the dot-named temporary file is never half-read.
+    fd, tmp = tempfile.mkstemp(dir=directory, prefix=f".{TEXTFILE_NAME}.")
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as handle:
+            handle.write(render_metrics(now, ok, last_success))
+        os.chmod(tmp, 0o644)
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+    print(f"metrics: last run {'ok' if ok else 'failed'}, written to {path}")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="qdrant-snapshot", description=__doc__.split("\n")[0])
     sub = parser.add_subparsers(dest="command")
@@ -270,10 +337,13 @@ def main(argv: list[str] | None = None) -> int:
     restoring = sub.add_parser("restore", help="recover a collection from a snapshot")
     restoring.add_argument("collection")
     restoring.add_argument("snapshot", nargs="?")
+    sub.add_parser("metrics", help="write the textfile metrics of the run that just ended")
     args = parser.parse_args(argv)
     env = dict(os.environ)
     if args.command in (None, "run"):
         return run(env)
+    if args.command == "metrics":
+        return write_metrics(env)
     try:
         if args.command == "list":
             return list_snapshots(env, args.collection)
