@@ -22,7 +22,12 @@ from jina_openai.api.openapi_docs import install_openapi
 from jina_openai.api.request_log import RequestLogMiddleware
 from jina_openai.api.service_state import ServiceState
 from jina_openai.engine.embedding_cache import CacheConfig
-from jina_openai.engine.engine import EmbeddingEngine, EngineConfig, EngineFailureHandler
+from jina_openai.engine.engine import (
+    EmbeddingEngine,
+    EngineConfig,
+    EngineFailureHandler,
+    EngineState,
+)
 from jina_openai.metrics import ServiceMetrics
 from jina_openai.models.base import Embedder
 from jina_openai.settings import Settings
@@ -92,6 +97,7 @@ def create_app(
     )
     metrics.track_queue(lambda: engine.scheduler)
     metrics.track_cache(lambda: engine.cache)
+    metrics.track_readiness(lambda: engine.state is EngineState.READY)
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:

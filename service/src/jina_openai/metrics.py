@@ -68,6 +68,21 @@ class ServiceMetrics:
             buckets=LATENCY_BUCKETS,
             registry=registry,
         )
+        self.embedding_request_seconds = Histogram(
+            f"{PREFIX}_embedding_request_duration_seconds",
+            "Latency of answered /v1/embeddings requests by shape: search (one input), "
+            "index (more).",
+            ["shape"],
+            buckets=LATENCY_BUCKETS,
+            registry=registry,
+        )
+        for shape in ("search", "index"):  # exported from the start, at 0
+            self.embedding_request_seconds.labels(shape=shape)
+        self.ready = Gauge(
+            f"{PREFIX}_ready",
+            "1 while the model is loaded and warmed (/ready answers 200), else 0.",
+            registry=registry,
+        )
         self.rejected = Counter(
             f"{PREFIX}_rejected_requests",
             "Requests refused, by reason (error code).",
@@ -218,6 +233,9 @@ class ServiceMetrics:
         self.held_request_bytes.set_function(reading("held_bytes"))
         self.reserved_tokens.set_function(reading("reserved_tokens"))
 
+    def track_readiness(self, ready: Callable[[], bool]) -> None:
+        self.ready.set_function(lambda: 1.0 if ready() else 0.0)
+
     def track_cache(self, cache: Callable[[], EmbeddingCache | None]) -> None:
         def memory(read: Callable[[MemoryTier], float]) -> Callable[[], float]:
             def value() -> float:
@@ -245,6 +263,10 @@ class ServiceMetrics:
     def request_finished(self, *, route: str, status: int, seconds: float) -> None:
         self.requests.labels(route=route, status=str(status)).inc()
         self.request_seconds.labels(route=route).observe(seconds)
+
+    def embedding_request_answered(self, *, inputs: int, seconds: float) -> None:
+        shape = "search" if inputs == 1 else "index"
+        self.embedding_request_seconds.labels(shape=shape).observe(seconds)
 
     def request_rejected(self, reason: str) -> None:
         self.rejected.labels(reason=reason).inc()

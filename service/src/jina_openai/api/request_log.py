@@ -19,6 +19,7 @@ logger = logging.getLogger("jina_openai.access")
 
 REQUEST_ID_HEADER = b"x-request-id"
 _VALID_REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
+EMBEDDINGS_ROUTE = "/v1/embeddings"
 _QUIET_PATHS = frozenset({"/health", "/ready", "/metrics"})
 
 
@@ -68,6 +69,8 @@ class RequestLogMiddleware:
         status = record.status or 500
         route = getattr(scope.get("route"), "path", None) or "other"
         self.metrics.request_finished(route=route, status=status, seconds=seconds)
+        if route == EMBEDDINGS_ROUTE and status == 200 and record.inputs:
+            self.metrics.embedding_request_answered(inputs=record.inputs, seconds=seconds)
         if record.error_code and status >= 400:
             self.metrics.request_rejected(record.error_code)
         fields: dict[str, Any] = {
