@@ -4,7 +4,8 @@
 #   make demo-down   remove the demo host
 #   make prerequisites  the system packages (apt, as root; tools/prerequisites.sh): run by the others
 #   make setup       controller toolchain in .venv (pinned: requirements/)
-#   make lint        ruff, yamllint, ansible-lint (production profile)
+#   make lint        ruff, yamllint, ansible-lint (production profile), make rules
+#   make rules       promtool check + unit tests of the alert rules (tests/rules/)
 #   make unit        pytest: the embeddings service, the native jina model, the Qdrant stand-in
 #   make molecule    every molecule scenario on a local systemd test host (SCENARIO=name for one)
 #   make test        lint + unit + molecule
@@ -30,7 +31,7 @@ export HF_HUB_OFFLINE := 1
 # $(call timed,NAME,COMMAND): run COMMAND, then print how long it took and its exit status.
 timed = @start=$$(date +%s); ( $(2) ); rc=$$?; echo "== $(1): $$(( $$(date +%s) - start ))s (exit $$rc)"; exit $$rc
 
-.PHONY: help prerequisites setup lint unit molecule test image wheelhouse demo demo-down bench soak torture clean
+.PHONY: help prerequisites setup lint rules unit molecule test image wheelhouse demo demo-down bench soak torture clean
 
 help:
 	@sed -n 's/^#   //p' $(firstword $(MAKEFILE_LIST))
@@ -54,6 +55,23 @@ lint: setup
 	  $(BIN)/ruff format --check . && \
 	  $(BIN)/yamllint --strict . && \
 	  PATH=$(CURDIR)/$(BIN):$$PATH $(BIN)/ansible-lint --profile production)
+	@$(MAKE) --no-print-directory rules
+
+# promtool from Debian 12's prometheus package, unpacked under build/ (no daemon is installed).
+PROMETHEUS_DEB_VERSION := 2.42.0+ds-5+deb12u1
+PROMTOOL := build/prometheus/usr/bin/promtool
+RULES := roles/monitoring/files/rules/jina-stack.rules.yml
+
+$(PROMTOOL):
+	mkdir -p build/prometheus-deb
+	cd build/prometheus-deb && { apt-get download -qq prometheus=$(PROMETHEUS_DEB_VERSION) 2>/dev/null || \
+	  { echo "prometheus $(PROMETHEUS_DEB_VERSION) is gone from the mirror: using the current one"; \
+	    apt-get download -qq prometheus; }; }
+	dpkg-deb -x build/prometheus-deb/prometheus_*.deb build/prometheus
+	test -x $@
+
+rules: $(PROMTOOL)
+	$(call timed,rules,$(PROMTOOL) check rules $(RULES) && $(PROMTOOL) test rules tests/rules/*.test.yml)
 
 # pytest exits 5 when it collects nothing: for us that means the suite went missing, a failure.
 unit: setup
