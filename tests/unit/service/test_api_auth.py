@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import hashlib
+import json
+import logging
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -51,6 +54,23 @@ def test_refused_keys(keyed_client: TestClient, headers: dict[str, str], code: s
     response = keyed_client.post("/v1/embeddings", json={"input": ["x"]}, headers=headers)
     assert_error(response, 401, code=code)
     assert response.headers["www-authenticate"] == "Bearer"
+
+
+def test_refusals_are_logged_with_the_presented_keys_fingerprint(
+    keyed_client: TestClient, caplog: pytest.LogCaptureFixture
+) -> None:
+    with caplog.at_level(logging.INFO, logger="jina_openai.access"):
+        for headers in ({"Authorization": "Bearer key-three"}, {"api-key": "key-one"}, {}):
+            keyed_client.post("/v1/embeddings", json={"input": ["x"]}, headers=headers)
+    lines = [r.fields for r in caplog.records if r.name == "jina_openai.access"]  # type: ignore[attr-defined]
+    refused, accepted, missing = lines
+    assert (refused["status"], refused["error_code"]) == (401, "invalid_api_key")
+    assert refused["key"] == hashlib.sha256(b"key-three").hexdigest()[:12]
+    assert "key-three" not in json.dumps(refused)  # a fingerprint, never the key
+    assert accepted["status"] == 200
+    assert accepted["key"] == hashlib.sha256(b"key-one").hexdigest()[:12]
+    assert (missing["status"], missing["error_code"]) == (401, "missing_api_key")
+    assert "key" not in missing
 
 
 def test_every_api_route_needs_the_key(keyed_client: TestClient) -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import shutil
 import time
 from collections.abc import Callable
@@ -91,8 +92,9 @@ class ScriptedReceive:
 
 
 def test_a_full_queue_answers_429_without_reading_a_byte_of_the_body(
-    instrumented_app: Any,
+    instrumented_app: Any, caplog: pytest.LogCaptureFixture
 ) -> None:
+    caplog.set_level(logging.INFO, logger="jina_openai.access")
     with instrumented_app(gated=True, max_queued_requests=1) as (client, embedder):
         scheduler = client.app.state.service.engine.scheduler  # type: ignore[attr-defined]
 
@@ -107,6 +109,8 @@ def test_a_full_queue_answers_429_without_reading_a_byte_of_the_body(
             assert status_of(sent) == 429
             assert body_of(sent)["error"]["code"] == "server_overloaded"
             assert receive.calls == 0  # refused before the body was read
+            refused = [r.fields for r in caplog.records if r.name == "jina_openai.access"]  # type: ignore[attr-defined]
+            assert [(f["status"], f["reason"]) for f in refused] == [(429, "queued_requests")]
             embedder.gate.set()
             assert running.result(timeout=30).status_code == 200
             assert waiting.result(timeout=30).status_code == 200

@@ -192,6 +192,7 @@ def test_admission_refuses_with_retry_after_when_the_queue_is_full() -> None:
     with pytest.raises(QueueFullError) as refused:
         queue.submit(make_job([300]))
     assert refused.value.retry_after_s >= 1
+    assert refused.value.reason == "queued_tokens"
     queue.submit(make_job([200]))  # still fits
     with pytest.raises(QueueFullError):
         queue.reserve()  # full: refused before the body is read
@@ -207,8 +208,9 @@ def test_request_count_is_bounded() -> None:
     queue = scheduler(max_queued_requests=2)
     queue.submit(make_job([5]))
     queue.submit(make_job([5]))
-    with pytest.raises(QueueFullError):
+    with pytest.raises(QueueFullError) as refused:
         queue.submit(make_job([5]))
+    assert refused.value.reason == "queued_requests"
 
 
 def test_cancel_drops_pending_inputs_and_releases_their_tokens() -> None:
@@ -236,8 +238,9 @@ def test_close_wakes_the_inference_thread_and_returns_pending_jobs() -> None:
     waiter.join(5)
     assert results == [None]
     assert not waiter.is_alive()
-    with pytest.raises(QueueFullError):
+    with pytest.raises(QueueFullError) as refused:
         queue.submit(pending)
+    assert refused.value.reason == "shutting_down"
 
 
 def test_retry_after_follows_measured_throughput() -> None:
@@ -314,8 +317,9 @@ def test_request_memory_is_bounded_per_request_and_in_total() -> None:
     with pytest.raises(RequestTooLargeError):
         queue.grow(first, estimated_tokens=10, extra_bytes=200)  # texts and results: 600
     second = queue.reserve(400)
-    with pytest.raises(QueueFullError):
+    with pytest.raises(QueueFullError) as refused:
         queue.reserve(400)  # 1200 of 1000 bytes: wait for others to finish
+    assert refused.value.reason == "request_memory"
     assert queue.held_bytes == 800
     queue.release(first)
     queue.release(first)  # idempotent
@@ -346,6 +350,7 @@ def test_a_request_is_queued_while_the_work_ahead_fits_the_waiting_time_bound() 
     with pytest.raises(QueueFullError, match=r"10 s of queued work at ~1000 tokens/s") as refused:
         queue.submit(make_job([100] * 20, "over"))  # 11.5 s
     assert refused.value.retry_after_s == 2  # drains the excess (1500 tokens, a batch at least)
+    assert refused.value.reason == "queue_wait"
     queue.submit(make_job([500, 500], "search"))  # fits one batch: the query lane serves it
     assert queue.queued_requests == 3
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import threading
@@ -201,6 +202,36 @@ def test_one_structured_log_line_per_request(
     assert payload["request_id"] == "abc-123"
     assert payload["level"] == "info"
     assert "request_id=abc-123" in KeyValueFormatter().format(lines[0])
+
+
+def test_log_lines_carry_what_jina_stack_doctor_reads(
+    shared_tiny_client: TestClient, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A model id the server does not serve, the inputs it truncated, the key's fingerprint
+    (roles/stack_cli's `doctor` reads these from the journal)."""
+    with caplog.at_level(logging.INFO, logger="jina_openai.access"):
+        shared_tiny_client.post(
+            "/v1/embeddings",
+            json={"input": ["x"], "model": "text-embedding-3-small"},
+            headers={"Authorization": "Bearer some-key"},
+        )
+        shared_tiny_client.get("/v1/models/nomic-embed-code")
+        shared_tiny_client.post("/v1/embeddings", json={"input": ["word " * 500, "w " * 300, "x"]})
+        shared_tiny_client.post("/v1/embeddings", json={"input": ["short"]})
+    lines = [r.fields for r in caplog.records if r.name == "jina_openai.access"]  # type: ignore[attr-defined]
+    assert len(lines) == 4
+    wrong_model, wrong_card, truncated, clean = lines
+    assert wrong_model["status"] == 404
+    assert wrong_model["error_code"] == "model_not_found"
+    assert wrong_model["requested_model"] == "text-embedding-3-small"
+    assert wrong_model["key"] == hashlib.sha256(b"some-key").hexdigest()[:12]
+    assert "some-key" not in json.dumps(wrong_model)
+    assert wrong_card["requested_model"] == "nomic-embed-code"
+    assert "key" not in wrong_card
+    assert truncated["status"] == 200
+    assert truncated["truncated_inputs"] == 2
+    assert "requested_model" not in truncated
+    assert "truncated_inputs" not in clean
 
 
 def test_request_ids_are_generated_when_missing_or_unsafe(shared_tiny_client: TestClient) -> None:

@@ -73,11 +73,22 @@ def presented_keys(scope: Scope) -> list[bytes]:
     return keys
 
 
+def key_fingerprint(key: bytes) -> str:
+    """What logs and `jina-stack doctor` show of a key: sha256, first 12 hex digits."""
+    return hashlib.sha256(key).hexdigest()[:12]
+
+
+def presented_key_fingerprint(scope: Scope) -> str | None:
+    """The fingerprint of the first key a request presents, None when it presents none."""
+    keys = presented_keys(scope)
+    return key_fingerprint(keys[0]) if keys else None
+
+
 def client_identity(scope: Scope) -> str:
     """Whose share of the service a request draws on (engine/batch_selection.py): its API key
     (a fingerprint, never the key) when it presents one, else its connection."""
-    keys = presented_keys(scope)
-    if keys:
-        return "key:" + hashlib.sha256(keys[0]).hexdigest()[:12]
+    fingerprint = presented_key_fingerprint(scope)
+    if fingerprint:
+        return "key:" + fingerprint
     host, port = scope.get("client") or ("?", 0)
     return f"connection:{host}:{port}"

@@ -14,7 +14,7 @@ from jina_openai.api.errors import ApiError
 from jina_openai.api.input_validation import normalize_input
 from jina_openai.api.openapi_docs import EMBEDDING_REQUEST_BODY, error_responses
 from jina_openai.api.request_body import body_too_large, declared_length, read_body
-from jina_openai.api.request_record import get_record
+from jina_openai.api.request_record import RequestRecord, get_record
 from jina_openai.api.response_encoding import (
     encode_embeddings_response,
     response_size_bound,
@@ -57,7 +57,7 @@ async def create_embeddings(request: Request) -> Response:
         parsed = _parse(body)
         del body  # the parsed texts are what the request holds from here on
         embedder = state.engine.ensure_ready()[0]
-        model = _resolve_model(parsed.model, state)
+        model = _resolve_model(parsed.model, state, record)
         normalized = normalize_input(parsed.input, max_inputs=settings.max_inputs_per_request)
         if parsed.dimensions is not None and parsed.dimensions > embedder.dimension:
             raise ApiError(
@@ -151,12 +151,13 @@ def _parse(body: bytes) -> EmbeddingRequest:
         ) from None
 
 
-def _resolve_model(requested: str | None, state: ServiceState) -> str:
+def _resolve_model(requested: str | None, state: ServiceState, record: RequestRecord) -> str:
     accepted = state.accepted_model_ids()
     if requested is None:
         return accepted[0]
     if requested in accepted:
         return requested
+    record.requested_model = requested  # logged: what `jina-stack doctor` reports
     raise ApiError(
         404,
         f"The model '{requested}' does not exist on this server; it serves "

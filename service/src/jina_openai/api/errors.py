@@ -139,6 +139,8 @@ async def _engine_error(request: Request, exc: EngineError) -> Response:
     record = get_record(request.scope)
     if isinstance(exc, DeadlineExceededError | ClientDisconnectedError):
         record.dropped_inputs = exc.dropped_inputs or None
+    if isinstance(exc, QueueFullError):
+        record.reason = exc.reason
     if isinstance(exc, ClientDisconnectedError):
         # Nobody reads this response; it makes the log line and the metrics say 499.
         record.error_code = "client_disconnected"

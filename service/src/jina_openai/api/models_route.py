@@ -6,6 +6,7 @@ from fastapi import APIRouter, Request
 
 from jina_openai.api.errors import ApiError
 from jina_openai.api.openapi_docs import error_responses
+from jina_openai.api.request_record import get_record
 from jina_openai.api.schemas import ModelCard, ModelList
 from jina_openai.api.service_state import ServiceState, service
 
@@ -51,6 +52,7 @@ async def retrieve_model(model: str, request: Request) -> ModelCard:
     for card in _cards(service(request)):
         if card.id == model:
             return card
+    get_record(request.scope).requested_model = model
     raise ApiError(
         404,
         f"The model '{model}' does not exist on this server.",

@@ -11,6 +11,7 @@ from typing import Any
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from jina_openai.api.auth import presented_key_fingerprint
 from jina_openai.api.errors import server_error
 from jina_openai.api.request_record import SCOPE_KEY, RequestRecord
 from jina_openai.metrics import ServiceMetrics
@@ -38,6 +39,7 @@ class RequestLogMiddleware:
             method=scope.get("method", ""),
             path=scope.get("path", ""),
             client=scope["client"][0] if scope.get("client") else None,
+            key=presented_key_fingerprint(scope),
         )
         scope[SCOPE_KEY] = record
         response_started = False
@@ -83,7 +85,9 @@ class RequestLogMiddleware:
             "client": record.client,
         }
         for name in (
+            "key",
             "model",
+            "requested_model",
             "inputs",
             "tokens",
             "truncated_inputs",
@@ -93,6 +97,7 @@ class RequestLogMiddleware:
             "inference_ms",
             "dropped_inputs",
             "error_code",
+            "reason",
         ):
             value = getattr(record, name)
             if value is not None:

@@ -16,9 +16,12 @@ class RequestRecord:
     method: str = ""
     path: str = ""
     client: str | None = None
+    key: str | None = None  # fingerprint of the API key presented (auth.key_fingerprint)
     status: int = 0
     error_code: str | None = None
+    reason: str | None = None  # of a 429: the bound that refused it (QueueFullError.reason)
     model: str | None = None
+    requested_model: str | None = None  # a model id this server does not serve (404)
     inputs: int | None = None
     tokens: int | None = None
     truncated_inputs: int | None = None

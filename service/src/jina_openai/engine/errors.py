@@ -17,11 +17,14 @@ class InvalidInputError(EngineError):
 
 
 class QueueFullError(EngineError):
-    """Admitting the request would exceed the queue bound; retry after `retry_after_s`."""
+    """Admitting the request would exceed the queue bound; retry after `retry_after_s`.
+    `reason` names the bound (logged, read by `jina-stack doctor`): queued_requests,
+    queued_tokens, request_memory, queue_wait or shutting_down."""
 
-    def __init__(self, message: str, *, retry_after_s: int) -> None:
+    def __init__(self, message: str, *, retry_after_s: int, reason: str = "capacity") -> None:
         super().__init__(message)
         self.retry_after_s = retry_after_s
+        self.reason = reason
 
 
 class RequestTooLargeError(EngineError):

@@ -325,7 +325,9 @@ class BatchScheduler:
 
     def _check_open(self) -> None:
         if self._closed:
-            raise QueueFullError("the server is shutting down", retry_after_s=5)
+            raise QueueFullError(
+                "the server is shutting down", retry_after_s=5, reason="shutting_down"
+            )
 
     def _check_request_tokens(self, tokens: int) -> None:
         if tokens > self.limits.request_tokens:
@@ -347,7 +349,11 @@ class BatchScheduler:
 
     def _check_slot(self) -> None:
         if len(self._jobs) + self._reservations >= self.limits.max_queued_requests:
-            raise self._queue_full(0, what=f"{self.limits.max_queued_requests} queued requests")
+            raise self._queue_full(
+                0,
+                what=f"{self.limits.max_queued_requests} queued requests",
+                reason="queued_requests",
+            )
 
     def _check_room(self, *, tokens: int, held_bytes: int) -> None:
         held = self._admitted_tokens + self._reserved_tokens
@@ -355,11 +361,14 @@ class BatchScheduler:
             raise self._queue_full(
                 max(1, held + tokens - self.limits.max_queued_tokens),
                 what=f"{self.limits.max_queued_tokens} queued tokens",
+                reason="queued_tokens",
             )
         bound = self.limits.max_held_bytes
         if bound is not None and held_bytes and self._held_bytes + held_bytes > bound:
             # Request memory frees as requests finish: a batch's worth of time is the estimate.
-            raise self._queue_full(0, what=f"{bound} bytes of request memory")
+            raise self._queue_full(
+                0, what=f"{bound} bytes of request memory", reason="request_memory"
+            )
 
     def _add_client(self, client: str) -> None:
         if client not in self._client_jobs:
@@ -389,6 +398,7 @@ class BatchScheduler:
             raise self._queue_full(
                 max(1, held + tokens - int(rate * bound)),
                 what=f"{bound:g} s of queued work at ~{rate:.0f} tokens/s",
+                reason="queue_wait",
             )
 
     def _release_pending(self, job: EmbeddingJob) -> None:
@@ -399,10 +409,11 @@ class BatchScheduler:
         job.pending_lengths = []
         job.pending_indices = []
 
-    def _queue_full(self, excess_tokens: int, *, what: str) -> QueueFullError:
+    def _queue_full(self, excess_tokens: int, *, what: str, reason: str) -> QueueFullError:
         wait = self._throughput.seconds_for(max(excess_tokens, self.limits.max_batch_tokens))
         retry_after = min(MAX_RETRY_AFTER_S, max(1, math.ceil(wait)))
         return QueueFullError(
             f"the server is at capacity ({what}); retry after {retry_after} s",
             retry_after_s=retry_after,
+            reason=reason,
         )
