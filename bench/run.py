@@ -87,7 +87,15 @@ def in_process(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def ours_settings(args: argparse.Namespace, extra: dict[str, str] | None = None) -> dict[str, str]:
-    settings = {**OURS_ALLOCATOR, "JINA_OPENAI_MEMORY_BUDGET_MB": str(args.memory_budget_mb)}
+    settings = {
+        **OURS_ALLOCATOR,
+        "JINA_OPENAI_MEMORY_BUDGET_MB": str(args.memory_budget_mb),
+        # Compute against compute: the loads repeat their chunks, which the embedding cache
+        # would answer, and `auto` picks bfloat16 on this CPU while the naive baseline runs
+        # float32. The CPU-speed phases set both themselves.
+        "JINA_OPENAI_CACHE_MEMORY_MB": "0",
+        "JINA_OPENAI_DTYPE": "float32",
+    }
     settings.update(extra or {})
     return {name: value for name, value in settings.items() if value != ""}
 
