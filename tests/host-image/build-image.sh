@@ -77,6 +77,10 @@ Acquire::Retries "3";
 Acquire::http::Timeout "30";
 APT
   rm -rf "$root"/var/lib/apt/lists/* "$root"/var/cache/apt/*.bin "$root"/var/cache/apt/archives/*.deb
+  # No package lists, so they must look old: Ansible's apt `cache_valid_time` judges their age
+  # by this directory's mtime, and a freshly built image would otherwise pass for up to date.
+  rm -f "$root"/var/lib/apt/periodic/update-success-stamp
+  touch -d @0 "$root"/var/lib/apt/lists
 }
 
 build() {
