@@ -246,6 +246,23 @@ def running_app(
         yield client
 
 
+@contextmanager
+def loading_app(model_dir: Path) -> Iterator[tuple[TestClient, threading.Event]]:
+    """An app whose model load waits until the test sets the event (set on the way out too)."""
+    release = threading.Event()
+
+    def slow_load(settings: Settings) -> Embedder:
+        release.wait(30)
+        return load_configured_embedder(settings)
+
+    app = create_app(make_settings(model_dir), embedder_loader=slow_load)
+    with TestClient(app) as client:
+        try:
+            yield client, release
+        finally:
+            release.set()
+
+
 @pytest.fixture
 def tiny_settings(tiny_model_dir: Path) -> Settings:
     return make_settings(tiny_model_dir, model_id="tiny-bert", max_batch_tokens=1024)

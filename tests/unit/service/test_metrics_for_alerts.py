@@ -7,12 +7,7 @@ import re
 import threading
 from pathlib import Path
 
-from jina_openai.app import create_app, load_configured_embedder
-from jina_openai.models.base import Embedder
-from jina_openai.settings import Settings
-from starlette.testclient import TestClient
-
-from .conftest import make_settings, running_app, wait_ready
+from .conftest import loading_app, make_settings, running_app, wait_ready
 
 
 def sample(text: str, name: str) -> float:
@@ -22,19 +17,10 @@ def sample(text: str, name: str) -> float:
 
 
 def test_ready_gauge_is_0_while_loading_and_1_when_warm(tiny_model_dir: Path) -> None:
-    release = threading.Event()
-
-    def slow_load(settings: Settings) -> Embedder:
-        release.wait(30)
-        return load_configured_embedder(settings)
-
-    app = create_app(make_settings(tiny_model_dir), embedder_loader=slow_load)
-    with TestClient(app) as client:
-        try:
-            assert client.get("/ready").status_code == 503
-            assert sample(client.get("/metrics").text, "jina_openai_ready") == 0.0
-        finally:
-            release.set()
+    with loading_app(tiny_model_dir) as (client, release):
+        assert client.get("/ready").status_code == 503
+        assert sample(client.get("/metrics").text, "jina_openai_ready") == 0.0
+        release.set()
         wait_ready(client)
         assert sample(client.get("/metrics").text, "jina_openai_ready") == 1.0
 

@@ -9,37 +9,26 @@ import threading
 from pathlib import Path
 
 import pytest
-from jina_openai.app import create_app, load_configured_embedder
+from jina_openai.app import create_app
 from jina_openai.logging_config import JsonFormatter, KeyValueFormatter
-from jina_openai.models.base import Embedder
 from jina_openai.models.dtype_choice import fixed_choice
 from jina_openai.models.errors import ModelLoadError
-from jina_openai.settings import Settings
 from starlette.testclient import TestClient
 
-from .conftest import make_settings, running_app, wait_ready
+from .conftest import loading_app, make_settings, running_app, wait_ready
 from .test_api_embeddings import assert_error
 
 
 def test_health_answers_and_ready_is_503_while_the_model_loads(tiny_model_dir: Path) -> None:
-    release = threading.Event()
-
-    def slow_load(settings: Settings) -> Embedder:
-        release.wait(30)
-        return load_configured_embedder(settings)
-
-    app = create_app(make_settings(tiny_model_dir), embedder_loader=slow_load)
-    with TestClient(app) as client:
-        try:
-            assert client.get("/health").json() == {"status": "ok"}
-            not_ready = client.get("/ready")
-            assert_error(not_ready, 503, code="model_not_ready")
-            assert int(not_ready.headers["retry-after"]) >= 1
-            assert_error(client.post("/v1/embeddings", json={"input": "x"}), 503)
-            assert_error(client.get("/info"), 503)
-            assert_error(client.get("/v1/models"), 503)
-        finally:
-            release.set()
+    with loading_app(tiny_model_dir) as (client, release):
+        assert client.get("/health").json() == {"status": "ok"}
+        not_ready = client.get("/ready")
+        assert_error(not_ready, 503, code="model_not_ready")
+        assert int(not_ready.headers["retry-after"]) >= 1
+        assert_error(client.post("/v1/embeddings", json={"input": "x"}), 503)
+        assert_error(client.get("/info"), 503)
+        assert_error(client.get("/v1/models"), 503)
+        release.set()
         wait_ready(client)
         assert client.get("/ready").json()["status"] == "ready"
 
