@@ -16,6 +16,8 @@
 #   make soak        long mixed load (20k requests); fails when RSS grows (SOAK_ARGS to change it)
 #   make torture     adversarial cases against the service under queries; writes docs/torture.md
 #                    (~10 min on 2 cores; TORTURE_ARGS="--cases big,xff" for some, "--quick")
+#   make dashboard   the Grafana dashboard's queries against a throwaway Prometheus fed by a short
+#                    load (~2 min, loopback); writes docs/dashboard.png (DASHBOARD_ARGS to change it)
 
 SHELL := /bin/bash
 .DEFAULT_GOAL := help
@@ -31,7 +33,7 @@ export HF_HUB_OFFLINE := 1
 # $(call timed,NAME,COMMAND): run COMMAND, then print how long it took and its exit status.
 timed = @start=$$(date +%s); ( $(2) ); rc=$$?; echo "== $(1): $$(( $$(date +%s) - start ))s (exit $$rc)"; exit $$rc
 
-.PHONY: help prerequisites setup lint rules unit molecule test image wheelhouse demo demo-down bench soak torture clean
+.PHONY: help prerequisites setup lint rules unit molecule test image wheelhouse demo demo-down bench soak torture dashboard clean
 
 help:
 	@sed -n 's/^#   //p' $(firstword $(MAKEFILE_LIST))
@@ -68,6 +70,20 @@ $(PROMTOOL):
 	  { echo "prometheus $(PROMETHEUS_DEB_VERSION) is gone from the mirror: using the current one"; \
 	    apt-get download -qq prometheus; }; }
 	dpkg-deb -x build/prometheus-deb/prometheus_*.deb build/prometheus
+	test -x $@
+
+# prometheus (the daemon) comes in the same package and tree as promtool.
+PROMETHEUS := build/prometheus/usr/bin/prometheus
+# Debian 12's node exporter, pinned like roles/host_exporter's host_exporter_package_version.
+NODE_EXPORTER_DEB_VERSION := 1.5.0-1+b6
+NODE_EXPORTER := build/node-exporter/usr/bin/prometheus-node-exporter
+
+$(NODE_EXPORTER):
+	mkdir -p build/node-exporter-deb
+	cd build/node-exporter-deb && { apt-get download -qq prometheus-node-exporter=$(NODE_EXPORTER_DEB_VERSION) 2>/dev/null || \
+	  { echo "prometheus-node-exporter $(NODE_EXPORTER_DEB_VERSION) is gone from the mirror: using the current one"; \
+	    apt-get download -qq prometheus-node-exporter; }; }
+	dpkg-deb -x build/node-exporter-deb/prometheus-node-exporter_*.deb build/node-exporter
 	test -x $@
 
 rules: $(PROMTOOL)
@@ -117,6 +133,16 @@ soak: setup
 
 torture: setup
 	$(call timed,torture,$(BIN)/python -m bench.torture $(TORTURE_ARGS))
+
+# Loopback only, bounded (tools/dashboard_demo.py). HAProxy (Debian's, unpacked under build/haproxy
+# by the stack_proxy tests' helper) sits in front when it can be had; the demo runs without it.
+DASHBOARD_ARGS ?=
+dashboard: setup $(PROMTOOL) $(NODE_EXPORTER)
+	$(call timed,dashboard,\
+	  haproxy=$$($(BIN)/python -c 'from tests.unit.stack_proxy.haproxy_binary import obtain; h = obtain()[0]; print(h.binary if h else "")'); \
+	  if [ -z "$$haproxy" ]; then echo "no haproxy here: the proxy panels stay empty"; fi; \
+	  $(BIN)/python -m tools.dashboard_demo --prometheus $(PROMETHEUS) --node-exporter $(NODE_EXPORTER) \
+	    $${haproxy:+--haproxy $$haproxy} $(DASHBOARD_ARGS))
 
 clean:
 	rm -rf build .pytest_cache .ruff_cache

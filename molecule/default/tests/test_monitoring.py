@@ -12,6 +12,7 @@ import json
 import os
 import shlex
 import time
+import urllib.parse
 from pathlib import Path
 from typing import Any
 
@@ -150,3 +151,32 @@ def test_snapshot_run_writes_its_outcome(host: Any) -> None:
 @pytest.mark.parametrize("path", ["/etc/prometheus/prometheus.yml"])
 def test_promtool_accepts_the_config(host: Any, path: str) -> None:
     assert host.run(f"promtool check config {path}").rc == 0
+
+
+DASHBOARDS = sorted((PROJECT / "roles/monitoring/files/dashboards").glob("*.json"))
+DASHBOARD_DIR = "/usr/share/jina-stack/grafana"  # monitoring_dashboards_dir's default
+
+
+def test_dashboards_and_their_provisioning_file_are_installed(host: Any) -> None:
+    for dashboard in DASHBOARDS:
+        installed = host.file(f"{DASHBOARD_DIR}/dashboards/{dashboard.name}")
+        assert (installed.user, installed.mode) == ("root", 0o644)
+        assert json.loads(installed.content_string) == json.loads(dashboard.read_text())
+    provisioning = yaml.safe_load(
+        host.file(f"{DASHBOARD_DIR}/provisioning/jina-stack.yml").content_string
+    )
+    assert provisioning["providers"][0]["options"]["path"] == f"{DASHBOARD_DIR}/dashboards"
+
+
+def test_every_dashboard_query_evaluates_on_this_prometheus(host: Any) -> None:
+    """Each panel's PromQL, with Grafana's variables as tools/render_dashboard.py replaces them,
+    is accepted by the real Prometheus; the embeddings panels find series on this host."""
+    answered = {}
+    for dashboard in DASHBOARDS:
+        for panel in json.loads(dashboard.read_text())["panels"]:
+            for target in panel.get("targets", []):
+                expr = target["expr"].replace("$__rate_interval", "1m").replace("$instance", ".*")
+                data = api(host, "/api/v1/query?query=" + urllib.parse.quote(expr))
+                answered[expr] = bool(data["result"])
+    inputs = next(expr for expr in answered if "jina_openai_embedded_inputs_total" in expr)
+    assert answered[inputs], "the service's series reach this Prometheus"
