@@ -27,7 +27,7 @@ from typing import Any
 import matplotlib.dates as mdates
 from matplotlib.axes import Axes
 from matplotlib.figure import Figure  # no pyplot: no global state, no GUI backend
-from matplotlib.ticker import FuncFormatter
+from matplotlib.ticker import FuncFormatter, MultipleLocator
 
 REPO = Path(__file__).resolve().parent.parent
 DEFAULT_DASHBOARD = REPO / "roles/monitoring/files/dashboards/jina-stack.json"
@@ -86,12 +86,17 @@ def panel_series(
     prometheus: str,
     variables: dict[str, str],
     window: tuple[float, float, float],
+    empty: list[str],
 ) -> list[Series]:
+    """The series of every target of the panel; the queries that found none go to `empty`."""
     start, end, step_s = window
     series: list[Series] = []
     for target in panel.get("targets", []):
         expr = substitute(target["expr"], variables)
-        for result in query_range(prometheus, expr, start, end, step_s):
+        results = query_range(prometheus, expr, start, end, step_s)
+        if not results:
+            empty.append(f"{panel['title']}: {expr}")
+        for result in results:
             points = [(float(t), float(v)) for t, v in result["values"]]
             finite = [(t, v) for t, v in points if math.isfinite(v)]  # +Inf: no limit set
             series.append(
@@ -119,10 +124,18 @@ def format_value(value: float, unit: str) -> str:
     return f"{value:.4g}"
 
 
-def draw_timeseries(axes: Axes, series: list[Series], unit: str) -> None:
+def draw_timeseries(axes: Axes, series: list[Series], defaults: dict[str, Any]) -> None:
+    unit = defaults.get("unit", "short")
     drawn = [s for s in series if s.values]
     for item in drawn:
         axes.plot(item.times, item.values, label=item.legend, linewidth=1.3)
+    if "min" in defaults:
+        axes.set_ylim(bottom=defaults["min"])
+    if "max" in defaults:
+        axes.set_ylim(top=defaults["max"])
+    low, high = axes.get_ylim()
+    if unit == "bytes" and high > low:  # ticks at binary multiples (256 MiB, not 238.4 MiB)
+        axes.yaxis.set_major_locator(MultipleLocator(2 ** math.ceil(math.log2((high - low) / 6))))
     axes.yaxis.set_major_formatter(FuncFormatter(lambda value, _pos: format_value(value, unit)))
     axes.xaxis.set_major_formatter(mdates.DateFormatter("%H:%M:%S", tz=UTC))
     axes.tick_params(labelsize=7)
@@ -151,7 +164,8 @@ def render(
     window: tuple[float, float, float],
     rate: str,
     out: Path,
-) -> None:
+) -> list[str]:
+    """Draw the panels into `out`; returns the queries that found no series."""
     variables = dashboard_variables(dashboard, window[2], rate)
     panels = dashboard["panels"]
     bottom = max(p["gridPos"]["y"] + p["gridPos"]["h"] for p in panels)
@@ -165,6 +179,7 @@ def render(
     figure.suptitle(f"{dashboard['title']}  ({span})", fontsize=13, y=1 - 0.25 / height_in)
     top_offset_in = 0.6
     usable_in = height_in - top_offset_in
+    empty: list[str] = []
     for panel in panels:
         grid = panel["gridPos"]
         left = grid["x"] / GRID_COLUMNS
@@ -179,17 +194,19 @@ def render(
             (left + 0.035, top - height + 0.35 / height_in, width - 0.045, height - 0.7 / height_in)
         )
         axes.set_title(panel["title"], fontsize=10, loc="left")
-        unit = panel.get("fieldConfig", {}).get("defaults", {}).get("unit", "short")
-        series = panel_series(panel, prometheus, variables, window)
+        defaults = panel.get("fieldConfig", {}).get("defaults", {})
+        series = panel_series(panel, prometheus, variables, window, empty)
         if panel["type"] == "stat":
-            draw_stat(axes, series, unit, panel.get("options", {}).get("textMode", "auto"))
+            text_mode = panel.get("options", {}).get("textMode", "auto")
+            draw_stat(axes, series, defaults.get("unit", "short"), text_mode)
         else:
             axes.set_xlim(
                 datetime.fromtimestamp(start, UTC), datetime.fromtimestamp(window[1], UTC)
             )
-            draw_timeseries(axes, series, unit)
+            draw_timeseries(axes, series, defaults)
     out.parent.mkdir(parents=True, exist_ok=True)
     figure.savefig(out, dpi=80)
+    return empty
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -210,8 +227,11 @@ def main(argv: list[str] | None = None) -> None:
     end = args.end if args.end is not None else time.time()
     start = args.start if args.start is not None else end - args.minutes * 60
     dashboard = json.loads(args.dashboard.read_text())
-    render(dashboard, args.prometheus, (start, end, args.step), args.rate_interval, args.out)
+    window = (start, end, args.step)
+    empty = render(dashboard, args.prometheus, window, args.rate_interval, args.out)
     print(f"rendered {args.dashboard} to {args.out}")
+    for query in empty:
+        print(f"no series: {query}")
 
 
 if __name__ == "__main__":
