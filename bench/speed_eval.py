@@ -30,12 +30,13 @@ class SearchPair:
     where: str  # "file.py:function"
 
 
-def _without_docstring(source: str, node: ast.FunctionDef | ast.AsyncFunctionDef) -> str | None:
+def _without_docstring(
+    lines: list[str], node: ast.FunctionDef | ast.AsyncFunctionDef
+) -> str | None:
     """The function's source lines with the docstring's lines removed."""
     doc = node.body[0]
     if doc.end_lineno is None or node.end_lineno is None:
         return None
-    lines = source.splitlines(keepends=True)
     start = min([node.lineno, *(d.lineno for d in node.decorator_list)]) - 1
     kept = lines[start : doc.lineno - 1] + lines[doc.end_lineno : node.end_lineno]
     text = ""
@@ -52,6 +53,7 @@ def _pairs_of_file(path: Path) -> list[SearchPair]:
         tree = ast.parse(source)
     except SyntaxError:
         return []
+    lines = source.splitlines(keepends=True)
     pairs = []
     for node in ast.walk(tree):
         if not isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef):
@@ -62,7 +64,7 @@ def _pairs_of_file(path: Path) -> list[SearchPair]:
         query = docstring.strip().splitlines()[0].strip()
         if not MIN_QUERY_CHARS <= len(query) <= MAX_QUERY_CHARS:
             continue
-        chunk = _without_docstring(source, node)
+        chunk = _without_docstring(lines, node)
         if chunk is None or len(chunk.strip()) < MIN_CHUNK_CHARS:
             continue
         pairs.append(SearchPair(query, chunk, f"{path.name}:{node.name}"))
