@@ -29,8 +29,9 @@ class IndexResult:
     vectors: np.ndarray
     elapsed_s: float
     requests: int
-    retries: int
     tokens: int
+    retried: dict[str, int]  # status -> how many answers were retried
+    retry_wait_s: float  # Retry-After seconds slept, summed over the clients
 
     def summary(self) -> dict[str, float | int]:
         inputs = len(self.vectors)
@@ -39,7 +40,9 @@ class IndexResult:
             "elapsed_s": round(self.elapsed_s, 3),
             "inputs_per_s": round(inputs / self.elapsed_s, 2) if self.elapsed_s else 0.0,
             "requests": self.requests,
-            "retries": self.retries,
+            "retries": sum(self.retried.values()),
+            "retried": dict(sorted(self.retried.items())),
+            "retry_wait_s": round(self.retry_wait_s, 1),
             "tokens": self.tokens,
         }
 
@@ -61,22 +64,33 @@ def client(base_url: str, api_key: str, connections: int) -> httpx.AsyncClient:
     )
 
 
-async def embed_once(http: httpx.AsyncClient, texts: list[str]) -> tuple[np.ndarray, int, int]:
-    """Vectors and token count of one request, retried on 429/503; (vectors, tokens, retries)."""
-    retries = 0
+@dataclass
+class Retries:
+    statuses: dict[str, int] = field(default_factory=dict)
+    wait_s: float = 0.0
+
+
+async def embed_once(
+    http: httpx.AsyncClient, texts: list[str], retries: Retries | None = None
+) -> tuple[np.ndarray, int]:
+    """Vectors and token count of one request, retried after Retry-After on 429/503."""
     body = {"input": texts, "model": "bench", "encoding_format": "base64"}
     while True:
         response = await http.post("/v1/embeddings", json=body)
         if response.status_code in (429, 503):
-            retries += 1
-            await asyncio.sleep(float(response.headers.get("retry-after", "1")))
+            wait = float(response.headers.get("retry-after", "1"))
+            if retries is not None:
+                status = str(response.status_code)
+                retries.statuses[status] = retries.statuses.get(status, 0) + 1
+                retries.wait_s += wait
+            await asyncio.sleep(wait)
             continue
         response.raise_for_status()
         payload = response.json()
         vectors = decode(payload)
         if len(vectors) != len(texts):
             raise RuntimeError(f"{len(texts)} inputs, {len(vectors)} vectors")
-        return vectors, int(payload["usage"]["total_tokens"]), retries
+        return vectors, int(payload["usage"]["total_tokens"])
 
 
 async def index_corpus(
@@ -90,22 +104,24 @@ async def index_corpus(
     """Embed all `texts` in batches of `batch`, `in_flight` requests at a time."""
     batches = [texts[start : start + batch] for start in range(0, len(texts), batch)]
     results: list[np.ndarray | None] = [None] * len(batches)
-    counters = {"tokens": 0, "retries": 0}
+    tokens = [0]
+    retries = Retries()
     next_batch = iter(range(len(batches)))
     async with client(base_url, api_key, in_flight + 2) as http:
 
         async def sender() -> None:
             for number in next_batch:
-                vectors, tokens, retries = await embed_once(http, batches[number])
+                vectors, count = await embed_once(http, batches[number], retries)
                 results[number] = vectors
-                counters["tokens"] += tokens
-                counters["retries"] += retries
+                tokens[0] += count
 
         started = time.perf_counter()
         await asyncio.gather(*(sender() for _ in range(min(in_flight, len(batches)))))
         elapsed = time.perf_counter() - started
     vectors = np.concatenate([r for r in results if r is not None])
-    return IndexResult(vectors, elapsed, len(batches), counters["retries"], counters["tokens"])
+    return IndexResult(
+        vectors, elapsed, len(batches), tokens[0], retries.statuses, retries.wait_s
+    )
 
 
 async def embed_each(base_url: str, texts: list[str], *, api_key: str) -> np.ndarray:

@@ -36,6 +36,13 @@ def _statuses(statuses: dict[str, int]) -> str:
     return ", ".join(f"{k}: {v}" for k, v in statuses.items()) or "-"
 
 
+def _retried(run: dict[str, Any]) -> str:
+    """The answers a run retried after their Retry-After (429/503), and the time it slept."""
+    if not run.get("retries"):
+        return "none"
+    return f"{_statuses(run['retried'])} (slept {run['retry_wait_s']:.0f} s)"
+
+
 def targets(report: dict[str, Any]) -> list[tuple[str, str, bool]]:
     """(target, measured, met) rows for the phases in the report."""
     phases = report["phases"]
@@ -149,7 +156,7 @@ def _full_size(p: dict[str, Any]) -> list[str]:
         lines.append(
             f"| served | {dtype} | {run['inputs']} | {run['inputs_per_s']:.2f} | "
             f"{run['hwm_mb']:.0f} MB | sampled during the load {run['rss_peak_mb']:.0f} MB, "
-            f"{run['requests']} requests, {run['retries']} retried (429/503) |"
+            f"{run['requests']} requests, retried: {_retried(run)} |"
         )
     ip, sv = p["in_process"], p["served"]
     lines += [
@@ -207,8 +214,8 @@ def _reindex(p: dict[str, Any]) -> list[str]:
         f"{p['disk_entries_before_restart']:.0f} vectors before the restart.",
         "",
         "| pass | seconds | inputs/s | speedup | memory hits | disk hits | misses "
-        "| vectors vs cold | top-1 accuracy |",
-        "|---|---|---|---|---|---|---|---|---|",
+        "| vectors vs cold | top-1 accuracy | retried |",
+        "|---|---|---|---|---|---|---|---|---|---|",
     ]
     for name, run in p["passes"].items():
         cache = run["cache"]
@@ -222,7 +229,7 @@ def _reindex(p: dict[str, Any]) -> list[str]:
         lines.append(
             f"| {name} | {run['elapsed_s']:.2f} | {run['inputs_per_s']:.0f} | {speedup} | "
             f"{cache['memory_hits']:.0f} | {cache['disk_hits']:.0f} | {cache['misses']:.0f} | "
-            f"{same} | {run['search']['top1_accuracy']:.1%} |"
+            f"{same} | {run['search']['top1_accuracy']:.1%} | {_retried(run)} |"
         )
     return lines
 
@@ -239,9 +246,9 @@ def _queries(p: dict[str, Any]) -> list[str]:
         "queries: their mean is the baseline). The service has no switch for its query lane: "
         "this measures it as it ships.",
         "",
-        "| run | index inputs/s | index seconds | queries | query p50 | query p99 | query max "
-        "| statuses |",
-        "|---|---|---|---|---|---|---|---|",
+        "| run | index inputs/s | index seconds | index retried | queries | query p50 "
+        "| query p99 | query max | query statuses |",
+        "|---|---|---|---|---|---|---|---|---|",
     ]
     for run in p["runs"]:
         index = run["index"]
@@ -255,7 +262,8 @@ def _queries(p: dict[str, Any]) -> list[str]:
                 f"{_fmt_s(q['max_s'])} | {_statuses(q['statuses'])}"
             )
         lines.append(
-            f"| {label} | {index['inputs_per_s']:.1f} | {index['elapsed_s']:.1f} | {tail} |"
+            f"| {label} | {index['inputs_per_s']:.1f} | {index['elapsed_s']:.1f} | "
+            f"{_retried(index)} | {tail} |"
         )
     return lines
 
