@@ -173,9 +173,7 @@ class Bench:
             str(vectors),
         ]
         env = {**os.environ, "HF_HUB_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false"}
-        output = subprocess.run(
-            command, check=True, capture_output=True, text=True, env=env
-        ).stdout
+        output = subprocess.run(command, check=True, capture_output=True, text=True, env=env).stdout
         result: dict[str, Any] = json.loads(output.strip().splitlines()[-1])
         result["loadavg"] = loadavg()
         return result
@@ -201,9 +199,8 @@ class Bench:
         served: dict[str, np.ndarray] = {}
         for dtype in DTYPES:
             self.step(f"full-size: served, {dtype}, {len(texts)} chunks")
-            env = settings(
-                dtype, cache_mb=0, JINA_OPENAI_MAX_INPUT_TOKENS=str(full_size_model.MAX_INPUT_TOKENS)
-            )
+            tokens = str(full_size_model.MAX_INPUT_TOKENS)
+            env = settings(dtype, cache_mb=0, JINA_OPENAI_MAX_INPUT_TOKENS=tokens)
             with self.serve(model, env, f"full-size-{dtype}") as running:
                 served_dtype(running, dtype)
                 load_before = loadavg()

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import contextlib
 import time
 from dataclasses import dataclass, field
 
@@ -119,9 +120,7 @@ async def index_corpus(
         await asyncio.gather(*(sender() for _ in range(min(in_flight, len(batches)))))
         elapsed = time.perf_counter() - started
     vectors = np.concatenate([r for r in results if r is not None])
-    return IndexResult(
-        vectors, elapsed, len(batches), tokens[0], retries.statuses, retries.wait_s
-    )
+    return IndexResult(vectors, elapsed, len(batches), tokens[0], retries.statuses, retries.wait_s)
 
 
 async def embed_each(base_url: str, texts: list[str], *, api_key: str) -> np.ndarray:
@@ -160,10 +159,8 @@ class QueryLoop:
                 if response.status_code == 200:
                     self.latencies_s.append(time.perf_counter() - started)
                 if self.pause_s:
-                    try:
+                    with contextlib.suppress(TimeoutError):
                         await asyncio.wait_for(self._stop.wait(), timeout=self.pause_s)
-                    except TimeoutError:
-                        pass
 
     def summary(self) -> dict[str, object]:
         lat = sorted(self.latencies_s)

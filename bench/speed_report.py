@@ -141,7 +141,8 @@ def _full_size(p: dict[str, Any]) -> list[str]:
         f"Architecture: {p['architecture']} (hidden {spec['hidden']}, {spec['layers']} layers, "
         f"{spec['heads']} heads, intermediate {spec['intermediate']}, vocab {spec['vocab']}), "
         "random weights (bench/full_size_model.py); inputs cut to "
-        f"{p['max_input_tokens']} tokens, what the real tokenizer makes of these chunks. Cache off.",
+        f"{p['max_input_tokens']} tokens (what the real tokenizer makes of these chunks). "
+        "Cache off.",
         "",
         "| where | dtype | inputs | inputs/s | peak RSS | notes |",
         "|---|---|---|---|---|---|",
@@ -211,7 +212,9 @@ def _reindex(p: dict[str, Any]) -> list[str]:
         f"disk tier {p['cache_path']}: cold (empty cache), warm (the same server again), "
         "restart (a new server on the same file: only the disk tier). Search: the evaluation's "
         f"{p['pairs']} queries against the evaluation's chunks of each pass. The disk tier held "
-        f"{p['disk_entries_before_restart']:.0f} vectors before the restart.",
+        f"{p['disk_entries_before_restart']:.0f} vectors before the restart. Answers the "
+        "service refused (429/503) are retried after their Retry-After, as Roo Code retries, "
+        "and the wait counts in the time.",
         "",
         "| pass | seconds | inputs/s | speedup | memory hits | disk hits | misses "
         "| vectors vs cold | top-1 accuracy | retried |",
