@@ -173,8 +173,10 @@ class Bench:
             str(vectors),
         ]
         env = {**os.environ, "HF_HUB_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false"}
-        output = subprocess.run(command, check=True, capture_output=True, text=True, env=env).stdout
-        result: dict[str, Any] = json.loads(output.strip().splitlines()[-1])
+        done = subprocess.run(command, check=False, capture_output=True, text=True, env=env)
+        if done.returncode != 0:
+            raise RuntimeError(f"{' '.join(command)} failed:\n{done.stderr[-3000:]}")
+        result: dict[str, Any] = json.loads(done.stdout.strip().splitlines()[-1])
         result["loadavg"] = loadavg()
         return result
 

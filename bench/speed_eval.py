@@ -11,6 +11,7 @@ evenly spaced picks.
 from __future__ import annotations
 
 import ast
+import functools
 import sysconfig
 from dataclasses import dataclass
 from pathlib import Path
@@ -71,8 +72,8 @@ def _pairs_of_file(path: Path) -> list[SearchPair]:
     return pairs
 
 
-def search_pairs(count: int) -> list[SearchPair]:
-    """`count` pairs spread evenly over the stdlib's `*.py` files; distinct queries and chunks."""
+@functools.cache
+def _all_pairs() -> tuple[SearchPair, ...]:
     stdlib = Path(sysconfig.get_paths()["stdlib"])
     seen_queries: set[str] = set()
     seen_chunks: set[str] = set()
@@ -84,8 +85,14 @@ def search_pairs(count: int) -> list[SearchPair]:
             seen_queries.add(pair.query)
             seen_chunks.add(pair.chunk)
             every.append(pair)
+    return tuple(every)
+
+
+def search_pairs(count: int) -> list[SearchPair]:
+    """`count` pairs spread evenly over the stdlib's `*.py` files; distinct queries and chunks."""
+    every = _all_pairs()
     if len(every) < count:
-        raise RuntimeError(f"the stdlib at {stdlib} yields only {len(every)} search pairs")
+        raise RuntimeError(f"the stdlib yields only {len(every)} search pairs, not {count}")
     step = len(every) / count
     return [every[int(k * step)] for k in range(count)]
 
