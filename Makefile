@@ -15,7 +15,7 @@
 #                    (~20 min on 2 cores; BENCH_ARGS="--model DIR --device cuda" for the jina model)
 #   make bench-speed the CPU-speed phases: full-size JinaBERT float32 vs bfloat16, MiniLM quality,
 #                    re-index cache cold/warm/restart, queries while indexing; writes
-#                    docs/benchmarks-speed.md (~10 min on 2 cores; BENCH_SPEED_ARGS=--quick: ~1 min)
+#                    docs/benchmarks-speed.md (~10 min on 2 cores; BENCH_SPEED_ARGS=--quick: 1-6 min)
 #   make soak        long mixed load (20k requests); fails when RSS grows (SOAK_ARGS to change it)
 #   make torture     adversarial cases against the service under queries; writes docs/torture.md
 #                    (~10 min on 2 cores; TORTURE_ARGS="--cases big,xff" for some, "--quick")

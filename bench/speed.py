@@ -117,6 +117,11 @@ def metric(running: RunningServer, name: str, labels: str = "") -> float:
     return 0.0
 
 
+def model_name(model: Path) -> str:
+    """The model directory's name; the packaged MiniLM's directory is called `model`."""
+    return model.parent.name if model.name == "model" else model.name
+
+
 def served_dtype(running: RunningServer, wanted: str) -> str:
     dtype = str(info(running)["model"]["dtype"])
     if dtype != wanted:
@@ -231,7 +236,7 @@ class Bench:
         eval_chunks: dict[str, np.ndarray] = {}
         eval_queries: dict[str, np.ndarray] = {}
         phase: dict[str, Any] = {
-            "model": Path(self.args.model).name,
+            "model": model_name(Path(self.args.model)),
             "chunks": len(texts),
             "pairs": len(pairs),
             "examples": [
