@@ -13,6 +13,9 @@
 #   make wheelhouse  the embeddings service and its pinned dependencies as wheels, in build/wheelhouse
 #   make bench       in-process limit vs our service vs the naive baseline; writes docs/benchmarks.md
 #                    (~20 min on 2 cores; BENCH_ARGS="--model DIR --device cuda" for the jina model)
+#   make bench-speed the CPU-speed phases: full-size JinaBERT float32 vs bfloat16, MiniLM quality,
+#                    re-index cache cold/warm/restart, queries while indexing; writes
+#                    docs/benchmarks-speed.md (~10 min on 2 cores; BENCH_SPEED_ARGS=--quick: 1-6 min)
 #   make soak        long mixed load (20k requests); fails when RSS grows (SOAK_ARGS to change it)
 #   make torture     adversarial cases against the service under queries; writes docs/torture.md
 #                    (~10 min on 2 cores; TORTURE_ARGS="--cases big,xff" for some, "--quick")
@@ -33,7 +36,7 @@ export HF_HUB_OFFLINE := 1
 # $(call timed,NAME,COMMAND): run COMMAND, then print how long it took and its exit status.
 timed = @start=$$(date +%s); ( $(2) ); rc=$$?; echo "== $(1): $$(( $$(date +%s) - start ))s (exit $$rc)"; exit $$rc
 
-.PHONY: help prerequisites setup lint rules unit molecule test image wheelhouse demo demo-down bench soak torture dashboard clean
+.PHONY: help prerequisites setup lint rules unit molecule test image wheelhouse demo demo-down bench bench-speed soak torture dashboard clean
 
 help:
 	@sed -n 's/^#   //p' $(firstword $(MAKEFILE_LIST))
@@ -123,10 +126,14 @@ demo-down:
 
 # Loopback only; every load is bounded in time and requests (bench/README.md).
 BENCH_ARGS ?=
+BENCH_SPEED_ARGS ?=
 SOAK_ARGS ?=
 TORTURE_ARGS ?=
 bench: setup
 	$(call timed,bench,$(BIN)/python -m bench.run $(BENCH_ARGS))
+
+bench-speed: setup
+	$(call timed,bench-speed,$(BIN)/python -m bench.speed $(BENCH_SPEED_ARGS))
 
 soak: setup
 	$(call timed,soak,$(BIN)/python -m bench.soak $(SOAK_ARGS))

@@ -1,7 +1,9 @@
 """Render OUT/benchmarks.md and its PNG plots from OUT/benchmarks.json and OUT/soak.json.
 
-Called by `make bench` and `make soak` (each re-renders with what exists); the hand-written
-analysis in bench/analysis.md is appended verbatim.
+Called by `make bench`, `make soak` and `make bench-speed` (each re-renders with what exists);
+the targets of `make bench-speed` (OUT/benchmarks-speed.json, bench/speed_report.py) get a
+section linking its own page; the hand-written analysis in bench/analysis.md is appended
+verbatim.
 """
 
 from __future__ import annotations
@@ -9,6 +11,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 from typing import Any
+
+from bench.speed_report import SPEED_JSON, SPEED_MD, targets_table
 
 ANALYSIS = Path(__file__).with_name("analysis.md")
 THROUGHPUT_PNG = "bench-throughput.png"
@@ -304,6 +308,18 @@ def render(out: Path) -> str:
             f"{soak['started']}, load average {soak['loadavg']}.",
             "",
             f"![RSS over the soak]({SOAK_PNG})",
+        ]
+    speed_file = out / SPEED_JSON
+    if speed_file.is_file():
+        speed = json.loads(speed_file.read_text())
+        lines += [
+            "",
+            "## CPU speed: bfloat16, the embedding cache, the query lane",
+            "",
+            f"`{speed['command']}`, run {speed['started']} ({speed['duration_s']} s); the phases"
+            f" in detail: [{SPEED_MD}]({SPEED_MD}).",
+            "",
+            *targets_table(speed),
         ]
     if ANALYSIS.is_file():
         lines += ["", ANALYSIS.read_text().rstrip()]

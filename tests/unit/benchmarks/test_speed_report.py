@@ -1,0 +1,254 @@
+"""`make bench-speed` without a model: its report rendered from a made-up result, its targets'
+verdicts both ways, and the pure parts of its code-search evaluation."""
+
+from __future__ import annotations
+
+import copy
+import json
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+
+from bench.report import render as render_benchmarks
+from bench.speed_eval import agreement, cosine_summary, search_pairs, search_summary, top1
+from bench.speed_report import SPEED_JSON, render, targets
+
+MACHINE = {"cpu": "Test CPU", "usable_cores": 2, "memory_gb": 8.0, "os": "Linux-test"}
+
+
+def _served(ips: float, hwm: float) -> dict[str, Any]:
+    return {
+        "inputs": 240,
+        "elapsed_s": 240 / ips,
+        "inputs_per_s": ips,
+        "requests": 4,
+        "retries": 0,
+        "tokens": 61440,
+        "rss_peak_mb": hwm - 50,
+        "hwm_mb": hwm,
+        "loadavg": [[1.0, 1.0, 1.0], [2.0, 1.0, 1.0]],
+    }
+
+
+def _inprocess(ips: float, peak: float) -> dict[str, Any]:
+    return {
+        "dtype": "x",
+        "inputs": 48,
+        "tokens_per_input": 256.0,
+        "max_batch_tokens": 4096,
+        "load_s": 3.0,
+        "elapsed_s": 48 / ips,
+        "inputs_per_s": ips,
+        "rss_before_load_mb": 300,
+        "rss_after_load_mb": peak - 100,
+        "peak_rss_mb": peak,
+        "loadavg": [1.0, 1.0, 1.0],
+    }
+
+
+def _cosine(low: float) -> dict[str, float]:
+    return {"min": low, "mean": 0.99995, "max_abs_diff": 0.001}
+
+
+def _pass(seconds: float, memory: int, disk: int, misses: int) -> dict[str, Any]:
+    run: dict[str, Any] = {
+        "inputs": 1300,
+        "elapsed_s": seconds,
+        "inputs_per_s": 1300 / seconds,
+        "requests": 22,
+        "retries": 0,
+        "tokens": 300000,
+        "cache": {"memory_hits": memory, "disk_hits": disk, "misses": misses},
+        "search": {"pairs": 300, "top1_hits": 240, "top1_accuracy": 0.8},
+    }
+    if misses == 0:
+        run.update(
+            speedup=round(22.0 / seconds, 1),
+            cosine_to_cold=_cosine(1.0),
+            identical_vectors=True,
+            same_top1=True,
+        )
+    return run
+
+
+def fake_report() -> dict[str, Any]:
+    """A complete result in which every target is met."""
+    return {
+        "started": "2026-01-01 00:00:00 UTC",
+        "finished": "2026-01-01 00:10:00 UTC",
+        "duration_s": 600,
+        "quick": False,
+        "command": "make bench-speed",
+        "machine": MACHINE,
+        "versions": {"python": "3.11", "torch": "2.x"},
+        "parameters": {"model": "/m/all-MiniLM-L6-v2", "threads": 2},
+        "phases": {
+            "full-size": {
+                "architecture": "full size",
+                "spec": {"hidden": 768, "layers": 12, "heads": 12, "intermediate": 3072,
+                         "vocab": 61056},
+                "max_input_tokens": 256,
+                "in_process": {
+                    "float32": _inprocess(2.65, 917),
+                    "bfloat16": _inprocess(7.66, 700),
+                },
+                "in_process_cosine": _cosine(0.998),
+                "served": {"float32": _served(2.5, 1000), "bfloat16": _served(7.0, 800)},
+                "served_cosine": _cosine(0.998),
+                "duration_s": 200,
+            },
+            "quality": {
+                "model": "all-MiniLM-L6-v2",
+                "chunks": 1000,
+                "pairs": 300,
+                "examples": [{"query": "Return the thing.", "where": "a.py:f"}],
+                "search": {
+                    "float32": {"pairs": 300, "top1_hits": 240, "top1_accuracy": 0.8},
+                    "bfloat16": {"pairs": 300, "top1_hits": 240, "top1_accuracy": 0.8},
+                },
+                "served": {"float32": {"inputs_per_s": 23.0}, "bfloat16": {"inputs_per_s": 60.0}},
+                "corpus_cosine": _cosine(0.9995),
+                "eval_chunk_cosine": _cosine(0.9996),
+                "query_cosine": _cosine(0.9993),
+                "top1_agreement": 0.9967,
+                "duration_s": 120,
+            },
+            "reindex": {
+                "dtype": "bfloat16",
+                "cache_memory_mb": 64,
+                "cache_path": "a fresh sqlite file",
+                "inputs": 1300,
+                "pairs": 300,
+                "disk_entries_before_restart": 1300.0,
+                "passes": {
+                    "cold": _pass(22.0, 0, 0, 1300),
+                    "warm": _pass(0.5, 1300, 0, 0),
+                    "restart": _pass(0.8, 0, 1300, 0),
+                },
+                "duration_s": 60,
+            },
+            "queries": {
+                "dtype": "bfloat16",
+                "cache_memory_mb": 0,
+                "inputs": 1200,
+                "query_pause_s": 0.0,
+                "runs": [
+                    {"with_queries": False, "index": {"inputs_per_s": 60.0, "elapsed_s": 20.0}},
+                    {
+                        "with_queries": True,
+                        "index": {"inputs_per_s": 58.0, "elapsed_s": 20.7},
+                        "queries": {
+                            "queries": 400,
+                            "pause_s": 0.0,
+                            "p50_s": 0.05,
+                            "p99_s": 0.3,
+                            "max_s": 0.4,
+                            "statuses": {"200": 400},
+                        },
+                    },
+                    {"with_queries": False, "index": {"inputs_per_s": 60.0, "elapsed_s": 20.0}},
+                ],
+                "alone_inputs_per_s": 60.0,
+                "with_queries_inputs_per_s": 58.0,
+                "throughput_share": 0.9667,
+                "query_p99_s": 0.3,
+                "duration_s": 90,
+            },
+        },
+    }  # fmt: skip
+
+
+def test_every_target_met_renders_as_met(tmp_path: Path) -> None:
+    report = fake_report()
+    rows = targets(report)
+    assert len(rows) == 11
+    assert all(met for _, _, met in rows), [r for r in rows if not r[2]]
+    (tmp_path / SPEED_JSON).write_text(json.dumps(report))
+    markdown = render(tmp_path)
+    for heading in (
+        "## Targets",
+        "## Full-size JinaBERT v2 architecture, float32 vs bfloat16",
+        "## Quality: MiniLM float32 vs bfloat16",
+        "## Re-index: cache cold, warm, after a restart",
+        "## Queries while indexing",
+    ):
+        assert heading in markdown
+    assert "**no**" not in markdown
+    assert "2.80x" in markdown  # served bf16 / fp32 = 7.0 / 2.5
+    assert "44.0x" in markdown  # cold 22 s / warm 0.5 s
+    assert "99.7% of 300 queries" in markdown
+
+
+@pytest.mark.parametrize(
+    ("path", "value", "target"),
+    [
+        (("full-size", "served", "bfloat16", "inputs_per_s"), 6.0, "bfloat16 >= 2.5x"),
+        (("full-size", "served", "bfloat16", "hwm_mb"), 1001, "served: peak RSS"),
+        (("full-size", "in_process", "bfloat16", "peak_rss_mb"), 918, "in-process: peak RSS"),
+        (("quality", "top1_agreement"), 0.98, "top-1 agreement"),
+        (("quality", "query_cosine", "min"), 0.998, "cosine to float32"),
+        (("reindex", "passes", "warm", "speedup"), 19.9, "warm cache: >= 20x"),
+        (("reindex", "passes", "restart", "same_top1"), False, "identical search"),
+        (("queries", "query_p99_s"), 0.51, "query p99"),
+        (("queries", "throughput_share"), 0.94, "index throughput"),
+    ],
+)
+def test_a_missed_target_is_reported_as_missed(
+    path: tuple[str, ...], value: object, target: str
+) -> None:
+    report = copy.deepcopy(fake_report())
+    node = report["phases"]
+    for key in path[:-1]:
+        node = node[key]
+    node[path[-1]] = value
+    missed = [row for row in targets(report) if not row[2]]
+    assert len(missed) == 1, missed
+    assert target in missed[0][0]
+
+
+def test_a_run_of_some_phases_reports_only_those(tmp_path: Path) -> None:
+    report = fake_report()
+    report["phases"] = {"queries": report["phases"]["queries"]}
+    report["quick"] = True
+    assert len(targets(report)) == 2
+    (tmp_path / SPEED_JSON).write_text(json.dumps(report))
+    markdown = render(tmp_path)
+    assert "## Queries while indexing" in markdown
+    assert "## Quality" not in markdown
+    assert "--quick" in markdown
+
+
+def test_benchmarks_md_links_the_speed_page_with_its_targets(tmp_path: Path) -> None:
+    docs = Path(__file__).resolve().parents[3] / "docs"
+    (tmp_path / "benchmarks.json").write_text((docs / "benchmarks.json").read_text())
+    (tmp_path / SPEED_JSON).write_text(json.dumps(fake_report()))
+    markdown = render_benchmarks(tmp_path)
+    assert "](benchmarks-speed.md)" in markdown
+    assert "| query p99 during the index load <= 0.5 s | 300 ms | yes |" in markdown
+
+
+def test_search_pairs_are_deterministic_distinct_and_roo_sized() -> None:
+    pairs = search_pairs(40)
+    assert pairs == search_pairs(40)
+    assert len({p.query for p in pairs}) == len({p.chunk for p in pairs}) == 40
+    for pair in pairs:
+        assert 20 <= len(pair.query) <= 200
+        assert 100 <= len(pair.chunk) <= 1150
+        assert pair.query not in pair.chunk  # the docstring is cut out of its chunk
+        assert "def " in pair.chunk
+    assert len({p.where.split(":")[0] for p in pairs}) > 10  # spread over many files
+
+
+def test_search_and_vector_comparisons() -> None:
+    chunks = np.eye(3, dtype=np.float32)
+    queries = np.array([[0.9, 0.1, 0.0], [0.0, 0.2, 0.8], [0.1, 0.9, 0.0]], dtype=np.float32)
+    found = top1(queries, chunks)
+    assert found.tolist() == [0, 2, 1]
+    assert search_summary([0, 1, 2], found)["top1_accuracy"] == pytest.approx(1 / 3)
+    assert agreement(found, np.array([0, 2, 2])) == pytest.approx(2 / 3)
+    same = cosine_summary(chunks, chunks)
+    assert same["min"] == 1.0
+    assert same["max_abs_diff"] == 0.0
+    assert cosine_summary(chunks, queries)["min"] < 0.99
