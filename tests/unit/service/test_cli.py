@@ -155,3 +155,22 @@ def test_asgi_module_builds_nothing_on_import() -> None:
     assert "app" not in vars(module)
     with pytest.raises(AttributeError):
         module.something_else  # noqa: B018
+
+
+def test_asgi_app_is_built_on_first_lookup_once(monkeypatch: pytest.MonkeyPatch) -> None:
+    module = importlib.import_module("jina_openai.asgi")
+    built: list[object] = []
+
+    def build() -> object:
+        built.append(object())
+        return built[-1]
+
+    monkeypatch.setattr(module, "create_app", build)
+    module._app_of_this_process.cache_clear()
+    try:
+        assert not built
+        first = module.app
+        assert module.app is first
+        assert built == [first]
+    finally:
+        module._app_of_this_process.cache_clear()
