@@ -8,8 +8,8 @@ import shutil
 from pathlib import Path
 
 import pytest
-from jina_openai import provisioning
-from jina_openai.provisioning import (
+from jina_openai.models import provisioning
+from jina_openai.models.provisioning import (
     DEFAULT_REPO_ID,
     DEFAULT_REVISION,
     MANIFEST_FILE,
