@@ -12,9 +12,10 @@
     requirements.txt                         the whole pinned closure, one name==version a line
     .inputs-sha256                           what the directory was built from (see below)
 
-Point `jina_embeddings_wheelhouse_src` at the directory. With `jina_embeddings_pip_offline: true`
-the role copies all of it to the host and installs with `pip --no-index`; otherwise it copies only
-the service wheel and requirements.txt and lets pip fetch the rest from the package index.
+Point `jina_embeddings_wheelhouse_src` at the directory. With
+`jina_embeddings_offline_install: true` the role copies all of it to the host and installs with
+`pip --no-index`; otherwise it copies only the service wheel and requirements.txt and lets pip
+fetch the rest from the package index.
 
 Idempotent: the inputs (this script, the files under service/, both requirements files, the
 options, the Python version and platform) are hashed; when the hash matches the one recorded in

@@ -27,7 +27,7 @@ from __future__ import annotations
 import json
 import logging
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -186,9 +186,6 @@ class JinaBertConfig:
                 f"(expected one of {sorted(_GELU_APPROXIMATION)})"
             )
         return cfg
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
 
 
 _GELU_APPROXIMATION = {
