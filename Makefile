@@ -86,7 +86,7 @@ image: prerequisites
 # What roles/jina_embeddings installs offline (jina_embeddings_wheelhouse_src). Rebuilt only
 # when service/, requirements/ or the script change: the script keeps a hash of its inputs.
 wheelhouse: setup
-	$(call timed,wheelhouse,$(BIN)/python tests/wheelhouse/build-wheelhouse.py)
+	$(call timed,wheelhouse,$(BIN)/python tools/build-wheelhouse.py)
 
 molecule: setup image wheelhouse
 	$(call timed,molecule,\
