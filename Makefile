@@ -63,11 +63,7 @@ PROMTOOL := build/prometheus/usr/bin/promtool
 RULES := roles/monitoring/files/rules/jina-stack.rules.yml
 
 $(PROMTOOL):
-	mkdir -p build/prometheus-deb
-	cd build/prometheus-deb && { apt-get download -qq prometheus=$(PROMETHEUS_DEB_VERSION) 2>/dev/null || \
-	  { echo "prometheus $(PROMETHEUS_DEB_VERSION) is gone from the mirror: using the current one"; \
-	    apt-get download -qq prometheus; }; }
-	dpkg-deb -x build/prometheus-deb/prometheus_*.deb build/prometheus
+	tools/debian-binary.sh prometheus $(PROMETHEUS_DEB_VERSION) build/prometheus >/dev/null
 	test -x $@
 
 rules: $(PROMTOOL)
