@@ -68,11 +68,7 @@ PROMTOOL := build/prometheus/usr/bin/promtool
 RULES := roles/monitoring/files/rules/jina-stack.rules.yml
 
 $(PROMTOOL):
-	mkdir -p build/prometheus-deb
-	cd build/prometheus-deb && { apt-get download -qq prometheus=$(PROMETHEUS_DEB_VERSION) 2>/dev/null || \
-	  { echo "prometheus $(PROMETHEUS_DEB_VERSION) is gone from the mirror: using the current one"; \
-	    apt-get download -qq prometheus; }; }
-	dpkg-deb -x build/prometheus-deb/prometheus_*.deb build/prometheus
+	tools/debian-binary.sh prometheus $(PROMETHEUS_DEB_VERSION) build/prometheus >/dev/null
 	test -x $@
 
 # prometheus (the daemon) comes in the same package and tree as promtool.
@@ -105,7 +101,7 @@ image: prerequisites
 # What roles/jina_embeddings installs offline (jina_embeddings_wheelhouse_src). Rebuilt only
 # when service/, requirements/ or the script change: the script keeps a hash of its inputs.
 wheelhouse: setup
-	$(call timed,wheelhouse,$(BIN)/python tests/wheelhouse/build-wheelhouse.py)
+	$(call timed,wheelhouse,$(BIN)/python tools/build-wheelhouse.py)
 
 molecule: setup image wheelhouse
 	$(call timed,molecule,\

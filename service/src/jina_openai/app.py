@@ -15,12 +15,11 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI
 
 import jina_openai
-from jina_openai.api import embeddings_route, health_routes, metrics_route, models_route
-from jina_openai.api.auth import HEALTH_PATHS, ApiKeyMiddleware
+from jina_openai.api import embeddings, routes
 from jina_openai.api.errors import install_error_handlers
-from jina_openai.api.openapi_docs import install_openapi
-from jina_openai.api.request_log import RequestLogMiddleware
-from jina_openai.api.service_state import ServiceState
+from jina_openai.api.middleware import HEALTH_PATHS, ApiKeyMiddleware, RequestLogMiddleware
+from jina_openai.api.routes import ServiceState
+from jina_openai.api.schemas import install_openapi
 from jina_openai.engine.embedding_cache import CacheConfig
 from jina_openai.engine.engine import (
     EmbeddingEngine,
@@ -124,11 +123,11 @@ def create_app(
     )
     app.state.service = ServiceState(settings=settings, engine=engine, metrics=metrics)
     install_error_handlers(app)
-    for module in (embeddings_route, models_route, health_routes, metrics_route):
-        app.include_router(module.router)
+    app.include_router(embeddings.router)
+    app.include_router(routes.router)
     install_openapi(app)
     # Added innermost first: RequestLog -> ApiKey -> routes. The embeddings route reads its
-    # body itself, after admission (api/request_body.py).
+    # body itself, after admission (api/embeddings.py).
     if settings.api_keys:
         open_paths = HEALTH_PATHS if settings.open_health_endpoints else frozenset()
         app.add_middleware(ApiKeyMiddleware, keys=settings.api_key_values(), open_paths=open_paths)

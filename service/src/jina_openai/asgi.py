@@ -4,12 +4,15 @@
     gunicorn -c python:jina_openai.gunicorn_conf jina_openai.asgi:app
     uvicorn --factory jina_openai.asgi:create_app
 
-Settings come from the `JINA_OPENAI_*` environment. `app` is built when the attribute is looked
-up (module `__getattr__`: a new app on each lookup), so importing this module does nothing.
+Settings come from the `JINA_OPENAI_*` environment. Importing this module does nothing: `app`
+is built on its first lookup (module `__getattr__`) and every later lookup in the process returns
+that same app. gunicorn looks it up once per worker, after the fork (`preload_app = False`), so
+each worker builds its own; `create_app()` builds a new app on every call.
 """
 
 from __future__ import annotations
 
+import functools
 import logging
 import os
 import time
@@ -51,7 +54,12 @@ def create_app() -> FastAPI:
     return create_app_from_settings(settings, on_engine_failure=exit_process_on_engine_failure)
 
 
+@functools.cache
+def _app_of_this_process() -> FastAPI:
+    return create_app()
+
+
 def __getattr__(name: str) -> Any:
     if name == "app":
-        return create_app()
+        return _app_of_this_process()
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -135,7 +135,7 @@ def _serve(args: argparse.Namespace) -> int:
 
 
 def _fetch_model(args: argparse.Namespace) -> int:
-    from jina_openai import provisioning
+    from jina_openai.models import provisioning
 
     revision = args.revision or provisioning.DEFAULT_REVISION
     path = provisioning.fetch_model(
@@ -146,7 +146,7 @@ def _fetch_model(args: argparse.Namespace) -> int:
 
 
 def _check_model(args: argparse.Namespace) -> int:
-    from jina_openai.provisioning import check_model
+    from jina_openai.models.provisioning import check_model
 
     report = check_model(args.model_dir, device=args.device, dtype=args.dtype)
     print(report.format())

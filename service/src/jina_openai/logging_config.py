@@ -1,7 +1,7 @@
 """Process logging: one line per record, JSON (default) or key=value text, on stderr.
 
 Called by the entry points (CLI, gunicorn worker app factory), never at import time. Request
-lines carry their fields in `record.fields` (see api/request_log.py).
+lines carry their fields in `record.fields` (see api/middleware.py).
 """
 
 from __future__ import annotations

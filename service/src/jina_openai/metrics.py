@@ -8,7 +8,6 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 
-import psutil
 import torch
 from prometheus_client import (
     CollectorRegistry,
@@ -165,11 +164,6 @@ class ServiceMetrics:
             "Estimated tokens of admitted requests not yet tokenized.",
             registry=registry,
         )
-        self.rss_bytes = Gauge(
-            f"{PREFIX}_process_resident_memory_bytes",
-            "Resident memory of this process.",
-            registry=registry,
-        )
         self.cache_hits = Counter(
             f"{PREFIX}_cache_hits",
             "Inputs answered from the embedding cache, by tier (memory, disk).",
@@ -214,9 +208,7 @@ class ServiceMetrics:
             "Startup self-check of dtype auto on CPU: least cosine of bfloat16 to float32.",
             registry=registry,
         )
-        ProcessCollector(registry=registry)
-        process = psutil.Process()
-        self.rss_bytes.set_function(lambda: float(process.memory_info().rss))
+        ProcessCollector(registry=registry)  # process_resident_memory_bytes, CPU, fds
 
     def track_queue(self, scheduler: Callable[[], BatchScheduler | None]) -> None:
         def reading(attribute: str) -> Callable[[], float]:

@@ -13,8 +13,9 @@ from typing import Annotated, Any, Literal
 from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
-# Roo Code hardcodes the dimension of these ids instead of reading its setting: serving a model
-# under one of them silently breaks its Qdrant collections (see docs/roo-code-client reference).
+# Roo Code hardcodes the dimension of these ids instead of reading its setting (its
+# src/shared/embeddingModels.ts, EMBEDDING_MODEL_PROFILES): serving a model under one of them
+# silently breaks its Qdrant collections (see the Roo Code section of service/README.md).
 RESERVED_MODEL_IDS = frozenset(
     {
         "text-embedding-3-small",

@@ -31,11 +31,12 @@ def _peak_rss_mb() -> float:
 
 
 def _load(model_dir: Path, dtype: str) -> object:
-    from jina_openai.models.jina_bert import load_jina_bert_embedder, read_config
+    from jina_openai.models.jina_bert import load_jina_bert_embedder
+    from jina_openai.models.model_config import read_model_config
 
     return load_jina_bert_embedder(
         model_dir,
-        read_config(model_dir),
+        read_model_config(model_dir),
         model_id=None,
         device=torch.device("cpu"),
         dtype=getattr(torch, dtype),

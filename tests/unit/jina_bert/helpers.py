@@ -8,7 +8,8 @@ from typing import Any
 
 import numpy as np
 import torch
-from jina_openai.models.jina_bert import JinaBertEmbedder, load_jina_bert_embedder, read_config
+from jina_openai.models.jina_bert import JinaBertEmbedder, load_jina_bert_embedder
+from jina_openai.models.model_config import read_model_config
 
 CPU = torch.device("cpu")
 
@@ -22,7 +23,7 @@ def load(
 ) -> Any:  # a JinaBertEmbedder, typed loosely so tests can reach .model
     embedder = load_jina_bert_embedder(
         model_dir,
-        read_config(model_dir),
+        read_model_config(model_dir),
         model_id=model_id,
         device=CPU,
         dtype=dtype,

@@ -24,6 +24,13 @@ def reference_slopes(n: int) -> list[float]:
     return rule(closest) + rule(2 * closest)[0::2][: n - closest]
 
 
+def alibi_bias(slopes: list[float], length: int) -> torch.Tensor:
+    """The full ``[heads, length, length]`` fp32 bias ``-slope_h * |i - j|``."""
+    pos = torch.arange(length, dtype=torch.float32)
+    dist = (pos[:, None] - pos[None, :]).abs()
+    return -torch.tensor(list(slopes), dtype=torch.float32)[:, None, None] * dist[None]
+
+
 def _ln(x: torch.Tensor, state: dict, name: str, eps: float) -> torch.Tensor:
     return F.layer_norm(x, x.shape[-1:], state[name + ".weight"], state[name + ".bias"], eps)
 

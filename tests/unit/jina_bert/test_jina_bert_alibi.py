@@ -7,10 +7,10 @@ import math
 import pytest
 import torch
 import torch.nn.functional as F  # noqa: N812
-from jina_openai.models.alibi import PackedAlibiAttention, alibi_bias, alibi_slopes
+from jina_openai.models.alibi import PackedAlibiAttention, alibi_slopes
 from jina_openai.models.jina_bert import alibi_slopes as exported_slopes
 
-from .reference import reference_slopes
+from .reference import alibi_bias, reference_slopes
 
 CPU = torch.device("cpu")
 

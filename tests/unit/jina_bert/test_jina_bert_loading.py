@@ -18,8 +18,8 @@ from jina_openai.models.jina_bert import (
     JinaBertModel,
     MissingCheckpointFileError,
     is_jina_bert_config,
-    read_config,
 )
+from jina_openai.models.model_config import read_model_config
 from safetensors.torch import load_file, save_file
 
 from .checkpoints import (
@@ -165,10 +165,10 @@ def test_missing_file_is_named(odd_heads_dir: Path, tmp_path: Path, name: str) -
 
 def test_missing_config_is_named(tmp_path: Path) -> None:
     with pytest.raises(MissingCheckpointFileError, match=r"config\.json"):
-        read_config(tmp_path)
+        read_model_config(tmp_path)
     (tmp_path / "config.json").write_text("{not json")
     with pytest.raises(CheckpointError, match=r"config\.json"):
-        read_config(tmp_path)
+        read_model_config(tmp_path)
 
 
 def _rewrite_weights(model_dir: Path, edit) -> None:

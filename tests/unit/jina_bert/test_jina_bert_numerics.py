@@ -12,8 +12,8 @@ from jina_openai.models.jina_bert import (
     JinaBertConfig,
     JinaBertModel,
     load_jina_bert_model,
-    read_config,
 )
+from jina_openai.models.model_config import read_model_config
 
 from .checkpoints import SPEC_ODD_HEADS, SPEC_POW2_HEADS, MakeCheckpoint, TinySpec, load_state
 from .helpers import load
@@ -38,7 +38,7 @@ def row_cosines(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
 def test_matches_eager_reference(make_checkpoint: MakeCheckpoint, spec: TinySpec, length: int):
     model_dir = make_checkpoint(spec, prefix="bert.")
     embedder = load(model_dir)
-    state, config = load_state(model_dir), read_config(model_dir)
+    state, config = load_state(model_dir), read_model_config(model_dir)
     ids = random_ids(length, spec.vocab, seed=length)
 
     want_hidden = reference_hidden(state, config, [ids])[0]
@@ -55,7 +55,7 @@ def test_matches_eager_reference(make_checkpoint: MakeCheckpoint, spec: TinySpec
 def test_reference_comparison_is_sensitive_to_alibi(make_checkpoint: MakeCheckpoint) -> None:
     """Guard against a vacuous comparison: no ALiBi at all must fail the tolerances above."""
     model_dir = make_checkpoint(SPEC_ODD_HEADS, prefix="bert.")
-    config = read_config(model_dir)
+    config = read_model_config(model_dir)
     cfg = JinaBertConfig.from_dict(config)
     model = load_jina_bert_model(model_dir, cfg)
     model.slopes = [0.0] * cfg.num_attention_heads
@@ -80,7 +80,7 @@ def test_padded_forward_matches_reference_batch(make_checkpoint: MakeCheckpoint,
     model_dir = make_checkpoint(spec)
     model: JinaBertModel = load(model_dir).model
     inputs = [random_ids(n, spec.vocab, seed=n) for n in (40, 3, 25)]
-    want = reference_hidden(load_state(model_dir), read_config(model_dir), inputs)
+    want = reference_hidden(load_state(model_dir), read_model_config(model_dir), inputs)
     width = 48
     for side in ("right", "left"):
         ids = torch.ones(len(inputs), width, dtype=torch.long)  # <pad> = 1
@@ -151,7 +151,7 @@ def test_bf16_on_cpu_runs_and_is_close(make_checkpoint: MakeCheckpoint, spec: Ti
 def test_small_chunks_change_nothing(make_checkpoint: MakeCheckpoint) -> None:
     """MLP row chunking and attention query chunking are exact re-partitions of the work."""
     model_dir = make_checkpoint(SPEC_POW2_HEADS)
-    cfg = JinaBertConfig.from_dict(read_config(model_dir))
+    cfg = JinaBertConfig.from_dict(read_model_config(model_dir))
     big = load_jina_bert_model(model_dir, cfg)
     small = load_jina_bert_model(model_dir, cfg, attention_block_bytes=1, mlp_rows=50)
     ids = torch.tensor(random_ids(333, SPEC_POW2_HEADS.vocab, seed=3))

@@ -8,8 +8,8 @@ import shutil
 from pathlib import Path
 
 import pytest
-from jina_openai import provisioning
-from jina_openai.provisioning import (
+from jina_openai.models import provisioning
+from jina_openai.models.provisioning import (
     DEFAULT_REPO_ID,
     DEFAULT_REVISION,
     MANIFEST_FILE,
@@ -208,7 +208,6 @@ def test_fingerprint_is_stable_under_tiny_noise() -> None:
 
 
 def test_check_model_reports_dimension_params_fingerprint(odd_heads_dir: Path) -> None:
-    pytest.importorskip("jina_openai.models.registry")
     from .helpers import load
 
     # float32 explicitly: `auto` measures bfloat16 on CPUs with native bf16 (dtype_choice.py).

@@ -112,7 +112,7 @@ def test_no_key_configured_runs_open_and_says_so(
 
 
 def test_the_fairness_identity_is_the_keys_fingerprint_else_the_connection() -> None:
-    from jina_openai.api.auth import client_identity
+    from jina_openai.api.middleware import client_identity
 
     def scope(headers: list[tuple[bytes, bytes]]) -> dict:
         return {"type": "http", "headers": headers, "client": ("10.0.0.7", 50123)}

@@ -68,7 +68,7 @@ class FakeReport:
 @pytest.fixture
 def fake_provisioning(monkeypatch: pytest.MonkeyPatch) -> list[tuple[str, Any]]:
     calls: list[tuple[str, Any]] = []
-    module = types.ModuleType("jina_openai.provisioning")
+    module = types.ModuleType("jina_openai.models.provisioning")
     module.DEFAULT_REVISION = "pinned-rev"  # type: ignore[attr-defined]
 
     def fetch_model(dest: Path, *, repo_id: str, revision: str, force: bool = False) -> Path:
@@ -81,10 +81,10 @@ def fake_provisioning(monkeypatch: pytest.MonkeyPatch) -> list[tuple[str, Any]]:
 
     module.fetch_model = fetch_model  # type: ignore[attr-defined]
     module.check_model = check_model  # type: ignore[attr-defined]
-    monkeypatch.setitem(sys.modules, "jina_openai.provisioning", module)
-    import jina_openai
+    monkeypatch.setitem(sys.modules, "jina_openai.models.provisioning", module)
+    import jina_openai.models
 
-    monkeypatch.setattr(jina_openai, "provisioning", module, raising=False)
+    monkeypatch.setattr(jina_openai.models, "provisioning", module, raising=False)
     return calls
 
 
@@ -125,7 +125,7 @@ def test_subcommand_errors_exit_1(
     def broken(*args: Any, **kwargs: Any) -> None:
         raise FileNotFoundError("no such checkpoint")
 
-    monkeypatch.setattr(sys.modules["jina_openai.provisioning"], "check_model", broken)
+    monkeypatch.setattr(sys.modules["jina_openai.models.provisioning"], "check_model", broken)
     assert cli.main(["check-model", "/m"]) == 1
     assert "no such checkpoint" in capsys.readouterr().err
 
@@ -155,3 +155,22 @@ def test_asgi_module_builds_nothing_on_import() -> None:
     assert "app" not in vars(module)
     with pytest.raises(AttributeError):
         module.something_else  # noqa: B018
+
+
+def test_asgi_app_is_built_on_first_lookup_once(monkeypatch: pytest.MonkeyPatch) -> None:
+    module = importlib.import_module("jina_openai.asgi")
+    built: list[object] = []
+
+    def build() -> object:
+        built.append(object())
+        return built[-1]
+
+    monkeypatch.setattr(module, "create_app", build)
+    module._app_of_this_process.cache_clear()
+    try:
+        assert not built
+        first = module.app
+        assert module.app is first
+        assert built == [first]
+    finally:
+        module._app_of_this_process.cache_clear()

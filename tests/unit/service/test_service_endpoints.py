@@ -116,11 +116,12 @@ def test_metrics_cover_requests_latencies_batches_queue_rejections_memory(
         "jina_openai_held_request_bytes 0.0",  # every request gave back what it held
         "jina_openai_embedded_inputs_total",
         "jina_openai_dropped_inputs_total 0.0",
-        "jina_openai_process_resident_memory_bytes",
+        "\nprocess_resident_memory_bytes ",
         'jina_openai_model_info{architecture="bert",device="cpu",dimension="32"',
     ]
     for line in expected:
         assert line in text, line
+    assert "jina_openai_process_resident_memory_bytes" not in text  # the collector's is the one
 
 
 def test_gpu_memory_is_exported_for_a_cuda_model(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -17,7 +17,6 @@ from types import ModuleType
 from typing import ClassVar
 
 import pytest
-import yaml
 
 SCRIPT = Path(__file__).resolve().parents[3] / "roles/stack_cli/files/jina_stack.py"
 
@@ -162,10 +161,3 @@ def test_warmup_of_a_service_that_never_gets_ready_exits_3(tmp_path, service, mo
 def test_health_exits_3_when_nothing_answers(tmp_path, capsys):
     assert cli.health(config(tmp_path), ["qdrant", "jina"]) == cli.EXIT_UNHEALTHY
     assert "NOT READY" in capsys.readouterr().out
-
-
-def test_argument_specs_document_every_default():
-    role = SCRIPT.parents[1]
-    specs = yaml.safe_load((role / "meta/argument_specs.yml").read_text())
-    defaults = yaml.safe_load((role / "defaults/main.yml").read_text())
-    assert set(defaults) == set(specs["argument_specs"]["main"]["options"])

@@ -1,7 +1,7 @@
 """Debian 12's haproxy binary for `haproxy -c`, unpacked into build/haproxy/ (never installed).
 
-`apt-get download` fetches the package pinned in roles/stack_proxy/defaults/main.yml (else the
-candidate) and the libraries it links that a controller may lack; `dpkg-deb -x` unpacks them.
+tools/debian-binary.sh fetches the package pinned in roles/stack_proxy/defaults/main.yml (else
+the current one) and the libraries it links that a controller may lack, and unpacks them.
 Nothing is installed or started. Returns None (with the reason) where apt or dpkg cannot do it.
 """
 
@@ -47,11 +47,15 @@ def pinned_version() -> str:
     return str(defaults["stack_proxy_haproxy_version"])
 
 
-def _download(names: list[str], into: Path) -> bool:
+def _unpack(package: str, version: str) -> str | None:
+    """tools/debian-binary.sh: the version unpacked under ROOT, None when it failed."""
     result = subprocess.run(
-        ["apt-get", "download", *names], cwd=into, capture_output=True, text=True, check=False
+        [str(REPO / "tools" / "debian-binary.sh"), package, version, str(ROOT)],
+        capture_output=True,
+        text=True,
+        check=False,
     )
-    return result.returncode == 0
+    return result.stdout.strip() if result.returncode == 0 else None
 
 
 def obtain() -> tuple[Haproxy | None, str]:
@@ -62,18 +66,12 @@ def obtain() -> tuple[Haproxy | None, str]:
         return Haproxy(binary, marker.read_text().strip()), ""
     if not (shutil.which("apt-get") and shutil.which("dpkg-deb")):
         return None, "apt-get and dpkg-deb are needed to fetch Debian's haproxy package"
-    debs = BUILD / "debs"
     shutil.rmtree(BUILD, ignore_errors=True)
-    debs.mkdir(parents=True)
-    pin = pinned_version()
-    if not _download([f"haproxy={pin}" if pin else "haproxy"], debs) and not _download(
-        ["haproxy"], debs
-    ):
+    version = _unpack("haproxy", pinned_version())
+    if version is None:
         return None, "apt-get download haproxy failed (no Debian archive reachable?)"
-    _download(LIBRARIES, debs)  # best effort: the host may have them already
-    for deb in sorted(debs.glob("*.deb")):
-        subprocess.run(["dpkg-deb", "-x", str(deb), str(ROOT)], check=True)
-    version = next(debs.glob("haproxy_*.deb")).name.split("_")[1].replace("%3a", ":")
+    for library in LIBRARIES:
+        _unpack(library, "")  # best effort: the host may have them already
     haproxy = Haproxy(binary, version)
     probe = subprocess.run(
         [str(binary), "-v"], capture_output=True, text=True, check=False, env=haproxy.env()

@@ -17,7 +17,6 @@ import sys
 from pathlib import Path
 
 import pytest
-import yaml
 
 from .module_loader import load_module
 
@@ -290,9 +289,3 @@ def test_broken_jsonc_fails_and_is_left_alone(tmp_path):
     assert result.returncode != 0
     assert "keybindings.json: expected ',' or '}' at line 2 column 20" in result.stdout
     assert (user_dir / "keybindings.json").read_text() == broken
-
-
-def test_argument_specs_document_every_default():
-    specs = yaml.safe_load((REPO / "roles/workstation/meta/argument_specs.yml").read_text())
-    defaults = yaml.safe_load((REPO / "roles/workstation/defaults/main.yml").read_text())
-    assert set(defaults) == set(specs["argument_specs"]["main"]["options"])

@@ -17,7 +17,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.responses import Response
 from starlette.types import Send
 
-from jina_openai.api.request_record import get_record
+from jina_openai.api.schemas import get_record
 from jina_openai.engine.errors import (
     ClientDisconnectedError,
     DeadlineExceededError,

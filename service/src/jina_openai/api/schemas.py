@@ -1,15 +1,21 @@
-"""Request and response bodies of the API (pydantic models; they also make the OpenAPI schema).
+"""The shapes of what the API reads and writes: request and response bodies (pydantic models;
+they also make the OpenAPI document), the OpenAPI details FastAPI cannot infer, and the record
+of one request that the access log writes as one line.
 
-`input` is parsed as any JSON value and checked by `input_validation.py`, so that every
-mistake gets a precise message naming the offending item instead of pydantic's union report;
-its OpenAPI schema is declared explicitly below.
+`input` is parsed as any JSON value and checked by hand (`embeddings.normalize_input`), so that
+every mistake gets a precise message naming the offending item instead of pydantic's union
+report; its OpenAPI schema is declared explicitly below.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
 from typing import Annotated, Any, Literal
 
+from fastapi import FastAPI
+from fastapi.openapi.utils import get_openapi
 from pydantic import BaseModel, ConfigDict, Field, StrictInt, StrictStr, WithJsonSchema
+from starlette.types import Scope
 
 _TEXT = {"type": "string", "minLength": 1}
 _TOKEN_IDS = {"type": "array", "minItems": 1, "items": {"type": "integer", "minimum": 0}}
@@ -156,3 +162,94 @@ class ServiceInfo(BaseModel):
     tokenizer_threads: int
     measured_tokens_per_s: float
     versions: dict[str, str]
+
+
+# --- OpenAPI details FastAPI cannot infer: the hand-parsed request body and error responses.
+
+_ERROR_DESCRIPTIONS = {
+    400: "Invalid request (bad JSON, wrong types, empty input, unknown token ids...)",
+    401: "Missing or incorrect API key",
+    404: "Unknown model or route",
+    405: "Method not allowed",
+    408: "The request body did not arrive within body_timeout_s",
+    413: "Request body or token count too large",
+    415: "Content-Type is not JSON",
+    429: "Server at capacity; retry after the Retry-After header's seconds",
+    500: "Server error",
+    503: "Model loading, failed, shutting down, or the request passed its deadline",
+}
+
+
+def error_responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
+    return {
+        status: {"model": ErrorResponse, "description": _ERROR_DESCRIPTIONS[status]}
+        for status in statuses
+    }
+
+
+EMBEDDING_REQUEST_BODY: dict[str, Any] = {
+    "requestBody": {
+        "required": True,
+        "content": {
+            "application/json": {"schema": {"$ref": "#/components/schemas/EmbeddingRequest"}}
+        },
+    }
+}
+
+
+def install_openapi(app: FastAPI) -> None:
+    """Add the request schema of the hand-parsed embeddings body to the generated document."""
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema is None:
+            document = get_openapi(
+                title=app.title,
+                version=app.version,
+                description=app.description,
+                routes=app.routes,
+            )
+            schemas = document.setdefault("components", {}).setdefault("schemas", {})
+            schemas["EmbeddingRequest"] = EmbeddingRequest.model_json_schema(
+                ref_template="#/components/schemas/{model}"
+            )
+            app.openapi_schema = document
+        return app.openapi_schema
+
+    app.openapi = openapi  # type: ignore[method-assign]
+
+
+# --- What one request did: filled in along the way, logged once at the end (middleware.py).
+
+SCOPE_KEY = "jina_openai.request_record"
+
+
+@dataclass
+class RequestRecord:
+    request_id: str = ""
+    method: str = ""
+    path: str = ""
+    client: str | None = None
+    key: str | None = None  # fingerprint of the API key presented (middleware.key_fingerprint)
+    status: int = 0
+    error_code: str | None = None
+    reason: str | None = None  # of a 429: the bound that refused it (QueueFullError.reason)
+    model: str | None = None
+    requested_model: str | None = None  # a model id this server does not serve (404)
+    inputs: int | None = None
+    tokens: int | None = None
+    truncated_inputs: int | None = None
+    cached_inputs: int | None = None  # answered from the embedding cache
+    tokenize_ms: float | None = None
+    queue_ms: float | None = None
+    inference_ms: float | None = None
+    dropped_inputs: int | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+def get_record(scope: Scope) -> RequestRecord:
+    """The request's record (created on first use when no middleware made one)."""
+    record = scope.get(SCOPE_KEY)
+    if not isinstance(record, RequestRecord):
+        record = RequestRecord()
+        scope[SCOPE_KEY] = record
+    return record

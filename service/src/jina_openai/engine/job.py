@@ -61,9 +61,6 @@ class EmbeddingJob:
         if self.completed == self.size:
             self.finish()
 
-    def account_batch(self, *, batch_id: int, started_at: float, duration: float) -> None:
-        self._account_batch(batch_id, started_at, duration)
-
     def _account_batch(self, batch_id: int, started_at: float, duration: float) -> None:
         if batch_id != self._last_batch_id:
             self._last_batch_id = batch_id

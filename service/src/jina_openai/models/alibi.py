@@ -52,13 +52,6 @@ def alibi_slopes(n_heads: int) -> list[float]:
     return power_of_two_rule(closest) + extra
 
 
-def alibi_bias(slopes: Sequence[float], length: int) -> torch.Tensor:
-    """The full ``[heads, length, length]`` fp32 bias ``-slope_h * |i - j|`` (for tests)."""
-    pos = torch.arange(length, dtype=torch.float32)
-    dist = (pos[:, None] - pos[None, :]).abs()
-    return -torch.tensor(list(slopes), dtype=torch.float32)[:, None, None] * dist[None]
-
-
 class PackedAlibiAttention:
     """Attention over packed inputs with the symmetric ALiBi bias, built once per forward pass.
 

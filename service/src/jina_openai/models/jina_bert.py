@@ -27,7 +27,7 @@ from __future__ import annotations
 import json
 import logging
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -46,11 +46,11 @@ from jina_openai.models.bounded_encoding import encode_bounded, id_limit
 from jina_openai.models.converting_reader import FILE_DTYPES, read_converted
 from jina_openai.models.device import dtype_name
 from jina_openai.models.dtype_choice import fixed_choice
-from jina_openai.models.errors import ModelLoadError
+from jina_openai.models.errors import CheckpointError, MissingCheckpointFileError
+from jina_openai.models.model_config import CONFIG_FILE
 
 __all__ = [
     "ARCHITECTURE",
-    "CONFIG_FILE",
     "DEFAULT_MODEL_ID",
     "TOKENIZER_FILE",
     "WEIGHTS_FILE",
@@ -64,14 +64,12 @@ __all__ = [
     "load_jina_bert_embedder",
     "load_jina_bert_model",
     "load_jina_bert_tokenizer",
-    "read_config",
 ]
 
 logger = logging.getLogger(__name__)
 
 DEFAULT_MODEL_ID = "jinaai/jina-embeddings-v2-base-code"
 ARCHITECTURE = "jina-bert-v2"
-CONFIG_FILE = "config.json"
 WEIGHTS_FILE = "model.safetensors"
 TOKENIZER_FILE = "tokenizer.json"
 SPECIAL_TOKENS_FILE = "special_tokens_map.json"
@@ -83,32 +81,9 @@ _HALF_DTYPES = (torch.float16, torch.bfloat16)
 DEFAULT_MLP_ROWS = 2048
 
 
-class CheckpointError(ModelLoadError, ValueError):
-    """A checkpoint directory is incomplete, inconsistent or not a JinaBERT v2 model (or the
-    requested device/dtype cannot run it)."""
-
-
-class MissingCheckpointFileError(CheckpointError, FileNotFoundError):
-    """A required file of a checkpoint directory does not exist."""
-
-
 # --------------------------------------------------------------------------------------------
 # Config
 # --------------------------------------------------------------------------------------------
-
-
-def read_config(model_dir: Path) -> dict[str, Any]:
-    """Read ``config.json`` of a checkpoint directory (errors name the file)."""
-    path = Path(model_dir) / CONFIG_FILE
-    if not path.is_file():
-        raise MissingCheckpointFileError(f"{path}: missing {CONFIG_FILE} in the model directory")
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise CheckpointError(f"{path}: cannot read {CONFIG_FILE}: {exc}") from exc
-    if not isinstance(data, dict):
-        raise CheckpointError(f"{path}: {CONFIG_FILE} must hold a JSON object")
-    return data
 
 
 def is_jina_bert_config(config: Mapping[str, Any]) -> bool:
@@ -211,9 +186,6 @@ class JinaBertConfig:
                 f"(expected one of {sorted(_GELU_APPROXIMATION)})"
             )
         return cfg
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
 
 
 _GELU_APPROXIMATION = {

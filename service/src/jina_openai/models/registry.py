@@ -15,7 +15,7 @@ from jina_openai.models.base import Embedder
 from jina_openai.models.device import resolve_device, resolve_dtype
 from jina_openai.models.dtype_choice import choose_cpu_dtype, fixed_choice, native_bf16_flags
 from jina_openai.models.errors import ModelLoadError
-from jina_openai.models.sentence_transformers_config import read_json
+from jina_openai.models.model_config import read_model_config
 
 
 def load_embedder(
@@ -32,10 +32,7 @@ def load_embedder(
     model_dir = Path(model_dir)
     if not model_dir.is_dir():
         raise ModelLoadError(f"model directory {model_dir} does not exist")
-    config_path = model_dir / "config.json"
-    config = read_json(config_path)
-    if not isinstance(config, dict):
-        raise ModelLoadError(f"{config_path} must hold a JSON object")
+    config = read_model_config(model_dir)
     torch_device = resolve_device(device)
 
     def load(torch_dtype: torch.dtype) -> Embedder:

@@ -7,12 +7,12 @@ has `max_seq_length`. A plain Hugging Face directory has none of them: mean pool
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import Literal
 
 from jina_openai.models.errors import ModelLoadError
+from jina_openai.models.model_config import read_json
 
 PoolingMode = Literal["mean", "cls"]
 
@@ -29,15 +29,6 @@ _UNSUPPORTED_FLAGS = (
 class SentenceTransformersConfig:
     pooling: PoolingMode
     max_seq_length: int | None  # special tokens included, as sentence-transformers counts
-
-
-def read_json(path: Path) -> Any:
-    try:
-        return json.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise ModelLoadError(f"{path} is missing") from None
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise ModelLoadError(f"{path} is not readable JSON: {exc}") from exc
 
 
 def read_sentence_transformers_config(model_dir: Path) -> SentenceTransformersConfig:

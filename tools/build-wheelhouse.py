@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Build the wheelhouse that roles/jina_embeddings installs the embeddings service from.
 
-    .venv/bin/python tests/wheelhouse/build-wheelhouse.py [--out build/wheelhouse]
+    .venv/bin/python tools/build-wheelhouse.py [--out build/wheelhouse]
         [--torch-flavour cpu|cuda] [--torch-index-url URL] [--force]
 
 (`make wheelhouse` runs it with the defaults.) The output directory holds:
@@ -12,9 +12,10 @@
     requirements.txt                         the whole pinned closure, one name==version a line
     .inputs-sha256                           what the directory was built from (see below)
 
-Point `jina_embeddings_wheelhouse_src` at the directory. With `jina_embeddings_pip_offline: true`
-the role copies all of it to the host and installs with `pip --no-index`; otherwise it copies only
-the service wheel and requirements.txt and lets pip fetch the rest from the package index.
+Point `jina_embeddings_wheelhouse_src` at the directory. With
+`jina_embeddings_offline_install: true` the role copies all of it to the host and installs with
+`pip --no-index`; otherwise it copies only the service wheel and requirements.txt and lets pip
+fetch the rest from the package index.
 
 Idempotent: the inputs (this script, the files under service/, both requirements files, the
 options, the Python version and platform) are hashed; when the hash matches the one recorded in
@@ -41,7 +42,7 @@ from pathlib import Path
 
 from packaging.utils import canonicalize_name, parse_wheel_filename
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[1]
 SERVICE_DIR = ROOT / "service"
 REQUIREMENTS = ROOT / "requirements" / "service.txt"
 CONSTRAINTS = ROOT / "requirements" / "constraints.txt"
@@ -130,7 +131,7 @@ def write_requirements(dest: Path) -> list[tuple[str, str]]:
         # torch's local label (+cpu, +cu128) names the flavour, which the index chooses.
         pins[name] = version.public
     lines = [
-        "# Written by tests/wheelhouse/build-wheelhouse.py: the pinned runtime closure of the",
+        "# Written by tools/build-wheelhouse.py: the pinned runtime closure of the",
         "# jina-openai wheel beside it (requirements/service.txt + requirements/constraints.txt).",
         *(f"{name}=={version}" for name, version in sorted(pins.items())),
     ]

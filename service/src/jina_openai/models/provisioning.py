@@ -20,6 +20,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from jina_openai.models.errors import ModelLoadError
+from jina_openai.models.model_config import read_model_config
+
 DEFAULT_REPO_ID = "jinaai/jina-embeddings-v2-base-code"
 # Commit of https://huggingface.co/jinaai/jina-embeddings-v2-base-code pinned by several
 # independent projects that fetch this model by revision (with file sha256s, below).
@@ -131,11 +134,9 @@ def verify_model_dir(path: Path) -> Manifest | None:
         if not (path / name).is_file():
             raise ProvisioningError(f"{path / name}: missing {name} in the model directory")
     try:
-        config = json.loads((path / "config.json").read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise ProvisioningError(f"{path / 'config.json'}: unreadable config.json: {exc}") from exc
-    if not isinstance(config, dict):
-        raise ProvisioningError(f"{path / 'config.json'}: config.json must hold a JSON object")
+        read_model_config(path)
+    except ModelLoadError as exc:
+        raise ProvisioningError(str(exc)) from exc
     manifest_path = path / MANIFEST_FILE
     if not manifest_path.exists():
         return None

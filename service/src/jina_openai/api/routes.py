@@ -1,27 +1,115 @@
-"""GET /health (liveness), /ready (model loaded and warmed), /info (what is served, how)."""
+"""Every route but the embeddings one, and the state all routes read.
+
+- GET /v1/models (and /models), GET /v1/models/{model}: the served model and its aliases;
+- GET /health (liveness), /ready (model loaded and warmed), /info (what is served, how);
+- GET /metrics: Prometheus text exposition of this app's registry.
+"""
 
 from __future__ import annotations
 
 import platform
+from dataclasses import dataclass
 
 from fastapi import APIRouter, Request
+from starlette.responses import Response
 
 import jina_openai
-from jina_openai.api.openapi_docs import error_responses
+from jina_openai.api.errors import ApiError
 from jina_openai.api.schemas import (
     CacheInfo,
     DtypeChoiceInfo,
     HealthStatus,
     LimitsInfo,
+    ModelCard,
     ModelInfo,
+    ModelList,
     ReadyStatus,
     ServiceInfo,
+    error_responses,
+    get_record,
 )
-from jina_openai.api.service_state import service
 from jina_openai.engine.embedding_cache import EmbeddingCache
+from jina_openai.engine.engine import EmbeddingEngine
+from jina_openai.metrics import METRICS_CONTENT_TYPE, ServiceMetrics
 from jina_openai.models.device import dtype_name
+from jina_openai.settings import Settings
 
 router = APIRouter()
+OWNER = "jina-openai"
+
+
+@dataclass
+class ServiceState:
+    """Everything the routes need, stored on `app.state.service` by the app factory."""
+
+    settings: Settings
+    engine: EmbeddingEngine
+    metrics: ServiceMetrics
+
+    def served_model_id(self) -> str | None:
+        """The id the model is served under; None until it is loaded (unless configured)."""
+        if self.settings.model_id:
+            return self.settings.model_id
+        embedder = self.engine.embedder
+        return embedder.model_id if embedder is not None else None
+
+    def accepted_model_ids(self) -> list[str]:
+        served = self.served_model_id()
+        ids = [served] if served else []
+        return ids + [alias for alias in self.settings.model_aliases if alias != served]
+
+
+def service(request: Request) -> ServiceState:
+    state = request.app.state.service
+    assert isinstance(state, ServiceState)
+    return state
+
+
+def _cards(state: ServiceState) -> list[ModelCard]:
+    embedder, _, _ = state.engine.ensure_ready()
+    created = int(state.engine.loaded_at or 0)
+    return [
+        ModelCard(
+            id=model_id,
+            created=created,
+            owned_by=OWNER,
+            dimension=embedder.dimension,
+            max_input_tokens=embedder.max_input_tokens,
+        )
+        for model_id in state.accepted_model_ids()
+    ]
+
+
+@router.get(
+    "/v1/models",
+    summary="List models",
+    operation_id="listModels",
+    responses=error_responses(401, 503),
+)
+async def list_models(request: Request) -> ModelList:
+    return ModelList(data=_cards(service(request)))
+
+
+router.add_api_route("/models", list_models, methods=["GET"], include_in_schema=False)
+
+
+@router.get(
+    "/v1/models/{model:path}",
+    summary="Retrieve a model",
+    operation_id="retrieveModel",
+    responses=error_responses(401, 404, 503),
+)
+async def retrieve_model(model: str, request: Request) -> ModelCard:
+    for card in _cards(service(request)):
+        if card.id == model:
+            return card
+    get_record(request.scope).requested_model = model
+    raise ApiError(
+        404,
+        f"The model '{model}' does not exist on this server.",
+        param="model",
+        code="model_not_found",
+    )
 
 
 @router.get("/health", summary="Liveness (never touches the model)", operation_id="health")
@@ -119,3 +207,19 @@ def _cache_info(cache: EmbeddingCache | None) -> CacheInfo:
         disk_mb=store.max_bytes / (1 << 20) if store else None,
         identity=cache.identity,
     )
+
+
+@router.get(
+    "/metrics",
+    summary="Prometheus metrics",
+    operation_id="metrics",
+    response_class=Response,
+    responses={
+        200: {
+            "content": {"text/plain": {"schema": {"type": "string"}}},
+            "description": "Prometheus text format",
+        }
+    },
+)
+async def metrics(request: Request) -> Response:
+    return Response(service(request).metrics.render(), media_type=METRICS_CONTENT_TYPE)
