@@ -185,7 +185,7 @@ def test_tasks_json_keeps_the_users_task_and_has_each_managed_task_once(homes, n
     assert "// my build" in text
     assert "/* keep */" in text
     managed = [t for t in data["tasks"] if t.get("detail", "").startswith("jina-stack:")]
-    assert sorted(t["label"] for t in managed) == sorted([*SHORTCUTS, *CLI])
+    assert sorted(t["label"] for t in managed) == sorted({*SHORTCUTS, *CLI})
     assert len(labels) == len(set(labels))
     for task in managed:
         assert task["type"] == "process"
