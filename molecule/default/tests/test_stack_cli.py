@@ -30,6 +30,7 @@ def test_program_and_settings_are_installed(host):
         "unit": "qdrant.service",
         "url": "http://127.0.0.1:6333",
         "port": 6333,
+        "env_file": "/etc/qdrant/qdrant.env",
     }
     assert settings["jina"]["unit"] == "jina-embeddings.service"
     assert settings["jina"]["url"] == "http://127.0.0.1:4000"

@@ -58,11 +58,15 @@ def test_the_sudoed_program_runs_its_interpreter_isolated():
     assert SCRIPT.read_text().splitlines()[0] == "#!/usr/bin/python3 -I"
 
 
-def test_help_exits_0(capsys):
+def test_help_exits_0_and_lists_every_action_and_exit_code(capsys):
     assert cli.main(["help"]) == 0
     out = capsys.readouterr().out
     for action in cli.ACTIONS:
         assert action in out
+    assert "--since WHEN" in out
+    for code, meaning in ((3, "not healthy"), (4, "needs root"), (5, "doctor found a problem")):
+        assert f"{code} " in out
+        assert meaning in out
 
 
 def test_target_defaults_to_all():
@@ -73,6 +77,7 @@ def test_target_defaults_to_all():
         "lines": 5,
         "follow": True,
         "timeout": None,
+        "since": "1h",
     }
 
 

@@ -40,6 +40,7 @@ CLI = {
     "jina start + warmup": ["start", "jina"],
     "jina stop": ["stop", "jina"],
     "jina-stack status": ["status", "all"],
+    "jina-stack doctor": ["doctor"],
 }
 FLAVOURS = {
     # name: (workstation_os, VS Code user dir below home, modifier, remote_ssh)
@@ -183,7 +184,7 @@ def test_tasks_json_keeps_the_users_task_and_has_each_managed_task_once(homes, n
     assert "// my build" in text
     assert "/* keep */" in text
     managed = [t for t in data["tasks"] if t.get("detail", "").startswith("jina-stack:")]
-    assert sorted(t["label"] for t in managed) == sorted([*SHORTCUTS, "jina-stack status"])
+    assert sorted(t["label"] for t in managed) == sorted({*SHORTCUTS, *CLI})
     assert len(labels) == len(set(labels))
     for task in managed:
         assert task["type"] == "process"
@@ -222,6 +223,8 @@ def test_help_task_prints_the_table(homes):
     ).stdout
     for label, key in SHORTCUTS.items():
         assert re.search(rf"ctrl\+{re.escape(key)}\s+{re.escape(label)}\s", out), (label, out)
+    for label in ("jina-stack status", "jina-stack doctor"):  # no key, listed all the same
+        assert re.search(rf"\(no key\)\s+{re.escape(label)}\s", out), (label, out)
     assert "powershell" in task["windows"]["command"]
     assert "startall + warmup" in task["windows"]["args"][-1]
 
