@@ -34,7 +34,10 @@ INVENTORY: dict[str, Any] = {
                     "qd-a": {"ansible_host": "10.0.0.21"},
                     "qd-b": {"ansible_host": "10.0.0.22"},
                     # ... or pinned per host
-                    "qd-c": {"ansible_host": "qd-c.example", "qdrant_cluster_peer_address": "10.0.0.23"},
+                    "qd-c": {
+                        "ansible_host": "qd-c.example",
+                        "qdrant_cluster_peer_address": "10.0.0.23",
+                    },
                 },
                 "vars": {"ansible_connection": "local", "qdrant_api_key": API_KEY},
             }
@@ -353,6 +356,8 @@ def test_single_peer_cluster_is_allowed_with_a_warning(tmp_path: Path) -> None:
     inventory = copy.deepcopy(INVENTORY)
     inventory["all"]["children"]["qdrant"]["hosts"] = {"qd-a": {"ansible_host": "10.0.0.21"}}
     result = ok(run(tmp_path, inventory, qdrant_cluster_replication_factor=1))
-    assert "WARNING: qdrant_cluster_enabled is true but group 'qdrant' has one host" in result.stdout
+    assert (
+        "WARNING: qdrant_cluster_enabled is true but group 'qdrant' has one host" in result.stdout
+    )
     assert exec_start(tmp_path / "out", "qd-a")[3:] == ["--uri", "http://10.0.0.21:6335"]
     assert "set peers_v4" not in nft_rules(tmp_path / "out", "qd-a")
