@@ -2850,15 +2850,12 @@ def main(argv: list[str] | None = None) -> int:
         action="store_true",
         help="with --storage-snapshot: replace collections that already exist",
     )
-    parser.add_argument("--uri", help="cluster mode: not supported by the stand-in")
-    parser.add_argument("--bootstrap", help="cluster mode: not supported by the stand-in")
+    parser.add_argument("--uri", help="cluster mode: accepted and ignored (one node)")
+    parser.add_argument("--bootstrap", help="cluster mode: accepted and ignored (one node)")
     args = parser.parse_args(argv)
     if args.version:
         print(f"qdrant {VERSION} ({STANDIN_NOTE})")
         return 0
-    if args.uri or args.bootstrap:
-        print("qdrant (stand-in): cluster mode is not supported", file=sys.stderr)
-        return 2
     try:
         settings = load_settings(args.config_path, os.environ)
     except ConfigError as exc:
@@ -2870,6 +2867,9 @@ def main(argv: list[str] | None = None) -> int:
         LOG.warning("unknown log_level %r, using INFO", settings.log_level)
     for note_level, message in settings.notes:
         LOG.log(note_level, "%s", message)
+    for flag, value in (("--uri", args.uri), ("--bootstrap", args.bootstrap)):
+        if value:
+            LOG.warning("%s %s ignored: the stand-in cannot form a cluster (one node)", flag, value)
     LOG.warning("qdrant %s - this is a %s", VERSION, STANDIN_NOTE)
 
     engine = Engine(settings.storage_path, settings.snapshots_path)
