@@ -326,7 +326,7 @@ class EmbedderError(Exception):
         self.status = status
 
 
-class InvalidVectors(Exception):
+class InvalidVectorsError(Exception):
     """Vectors Qdrant would reject on upsert (missing, or not finite)."""
 
 
@@ -337,7 +337,7 @@ def decode_embedding(value: object) -> list[float]:
         return list(struct.unpack(f"<{count}f", raw[: count * 4]))
     if isinstance(value, list):
         return [float(v) for v in value]
-    raise InvalidVectors(f"an embedding of type {type(value).__name__}")
+    raise InvalidVectorsError(f"an embedding of type {type(value).__name__}")
 
 
 class RooEmbedder:
@@ -429,10 +429,10 @@ Upsert = Callable[[list[str], list[list[float]]], Awaitable[None]]
 def check_vectors(texts: Sequence[str], vectors: Sequence[Sequence[float]]) -> None:
     """What Qdrant's upsert would refuse: a block without its vector, or a non-finite one."""
     if len(vectors) != len(texts):
-        raise InvalidVectors(f"{len(texts)} blocks, {len(vectors)} vectors")
+        raise InvalidVectorsError(f"{len(texts)} blocks, {len(vectors)} vectors")
     for vector in vectors:
         if not vector or not all(math.isfinite(v) for v in vector):
-            raise InvalidVectors("a vector that is empty or not finite")
+            raise InvalidVectorsError("a vector that is empty or not finite")
 
 
 async def no_upsert(texts: list[str], vectors: list[list[float]]) -> None:
@@ -448,6 +448,7 @@ class WorkspaceResult:
     blocks_indexed: int = 0
     errors: list[str] = field(default_factory=list)  # the scanner's onError messages
     elapsed_s: float = 0.0
+    finished: bool = False  # False: cancelled (the harness's time bound) before the end
 
     @property
     def would_drop(self) -> bool:
@@ -507,10 +508,14 @@ async def index_workspace(
     stats: ClientStats,
     upsert: Upsert = no_upsert,
     batch_size: int = BATCH_SEGMENT_THRESHOLD,
+    result: WorkspaceResult | None = None,
 ) -> WorkspaceResult:
     """DirectoryScanner.scanDirectory over already parsed blocks: batches of `batch_size`
-    through pLimit(BATCH_PROCESSING_CONCURRENCY), at most MAX_PENDING_BATCHES pending."""
-    result = WorkspaceResult(name, len(texts))
+    through pLimit(BATCH_PROCESSING_CONCURRENCY), at most MAX_PENDING_BATCHES pending.
+    `result` (else a new one) is filled in as batches finish, so a caller that cancels the
+    scan still has what was done."""
+    if result is None:
+        result = WorkspaceResult(name, len(texts))
     started = clock.now()
     limiter = asyncio.Semaphore(BATCH_PROCESSING_CONCURRENCY)
     active: set[asyncio.Task[None]] = set()
@@ -519,15 +524,20 @@ async def index_workspace(
         async with limiter:
             await process_batch(batch, embedder, upsert, clock=clock, stats=stats, result=result)
 
-    for start in range(0, len(texts), batch_size):
-        batch = list(texts[start : start + batch_size])
-        while len(active) >= MAX_PENDING_BATCHES:
-            await asyncio.wait(active, return_when=asyncio.FIRST_COMPLETED)
-        result.batches += 1
-        task = asyncio.create_task(limited(batch))
-        active.add(task)
-        task.add_done_callback(active.discard)
-    if active:
-        await asyncio.gather(*active)
-    result.elapsed_s = clock.now() - started
+    try:
+        for start in range(0, len(texts), batch_size):
+            batch = list(texts[start : start + batch_size])
+            while len(active) >= MAX_PENDING_BATCHES:
+                await asyncio.wait(active, return_when=asyncio.FIRST_COMPLETED)
+            result.batches += 1
+            task = asyncio.create_task(limited(batch))
+            active.add(task)
+            task.add_done_callback(active.discard)
+        if active:
+            await asyncio.gather(*active)
+        result.finished = True
+    finally:
+        for task in active:
+            task.cancel()
+        result.elapsed_s = clock.now() - started
     return result

@@ -26,7 +26,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -118,8 +118,13 @@ def resolve_model(name: str) -> Path:
         if not (FULL_SIZE_DIR / "config.json").exists():
             FULL_SIZE_DIR.parent.mkdir(parents=True, exist_ok=True)
             subprocess.run(
-                [sys.executable, "-m", "tests.unit.jina_bert.bench_full_size", "make"]
-                + [str(FULL_SIZE_DIR)],
+                [
+                    sys.executable,
+                    "-m",
+                    "tests.unit.jina_bert.bench_full_size",
+                    "make",
+                    str(FULL_SIZE_DIR),
+                ],
                 check=True,
                 cwd=REPO_ROOT,
             )
@@ -171,10 +176,8 @@ async def search_stream(
         tasks.add(task)
         task.add_done_callback(tasks.discard)
         number += 1
-        try:
+        with suppress(TimeoutError):
             await asyncio.wait_for(stop.wait(), timeout=1.0 / rate_per_s)
-        except TimeoutError:
-            pass
     if tasks:
         await asyncio.gather(*tasks)
 
@@ -216,11 +219,13 @@ async def run_load(
             )
         )
 
-        async def index(workspace: Workspace) -> WorkspaceResult:
+        results = [WorkspaceResult(w.name, len(w.texts)) for w in workspaces]
+
+        async def index(workspace: Workspace, result: WorkspaceResult) -> None:
             upsert: Upsert = no_upsert
             if qdrant is not None:
                 upsert = await qdrant.for_workspace(workspace.name)
-            return await index_workspace(
+            await index_workspace(
                 workspace.name,
                 workspace.texts,
                 embedder_for(workspace.stats),
@@ -228,20 +233,28 @@ async def run_load(
                 stats=workspace.stats,
                 upsert=upsert,
                 batch_size=args.batch_size,
+                result=result,
             )
 
-        results = await asyncio.wait_for(
-            asyncio.gather(*(index(w) for w in workspaces)), timeout=args.max_seconds
-        )
+        scans = [asyncio.create_task(index(w, r)) for w, r in zip(workspaces, results, strict=True)]
+        _, unfinished = await asyncio.wait(scans, timeout=args.max_seconds)
+        for scan in unfinished:  # past --max-seconds: reported as unfinished
+            scan.cancel()
+        await asyncio.gather(*scans, return_exceptions=True)
+        for scan in scans:
+            if not scan.cancelled() and scan.exception() is not None:
+                raise scan.exception()  # type: ignore[misc]
         stop.set()
-        await search_task
+        if unfinished:
+            search_task.cancel()
+        await asyncio.gather(search_task, return_exceptions=True)
     finally:
         stop.set()
         for client in clients:
             await client.close()
         if qdrant is not None:
             await qdrant.close()
-    return list(results), searches, search_stats
+    return results, searches, search_stats
 
 
 def scrape_statuses(base_url: str) -> dict[str, int]:
@@ -329,16 +342,19 @@ def run_k(args: argparse.Namespace, k: int, corpus: list[str]) -> dict[str, Any]
                 "failed_batches": result.failed_batches,
                 "blocks_indexed": result.blocks_indexed,
                 "would_drop_index": result.would_drop,
+                "finished": result.finished,
                 "elapsed_s": round(result.elapsed_s, 2),
                 "errors": result.errors[:5],
                 **workspace.stats.summary(),
             }
         )
-    times = [r.elapsed_s for r in results]
+    times = [r.elapsed_s for r in results if r.finished]
     return {
         "workspaces": k,
         "wall_s": round(wall_s, 2),
-        "slowest_over_fastest": round(max(times) / min(times), 3) if min(times) > 0 else None,
+        "slowest_over_fastest": (
+            round(max(times) / min(times), 3) if times and min(times) > 0 else None
+        ),
         "per_workspace": per_workspace,
         "searches": {**searches.summary(), **search_stats.summary()},
         "server": server,

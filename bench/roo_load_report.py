@@ -29,7 +29,9 @@ def verdicts(run: dict[str, Any], model: str | None) -> list[tuple[str, str, boo
     abandoned = sum(w["abandoned_499"] for w in rows)
     dropped = [w["name"] for w in rows if w["would_drop_index"]]
     ratio = run["slowest_over_fastest"]
+    unfinished = [w["name"] for w in rows if not w["finished"]]
     out = [
+        ("every workspace finished", ", ".join(unfinished) or "all", not unfinished),
         ("zero failed batches", str(failed), failed == 0),
         ("zero requests abandoned by the client (499)", str(abandoned), abandoned == 0),
         ("no index Roo would drop", ", ".join(dropped) or "none", not dropped),
@@ -81,7 +83,8 @@ def render(report: dict[str, Any]) -> str:
         for w in run["per_workspace"]:
             lines.append(
                 f"| {w['name']} | {w['chunks']} | {w['batches']} | {w['failed_batches']} "
-                f"| {'**yes**' if w['would_drop_index'] else 'no'} | {_s(w['elapsed_s'])} "
+                f"| {'**yes**' if w['would_drop_index'] else 'no'} "
+                f"| {_s(w['elapsed_s']) if w['finished'] else 'unfinished'} "
                 f"| {w['http_requests']} | {w['http_429']} | {w['abandoned_499']} "
                 f"| {w['sdk_retries']} | {w['embedder_429_retries']} | {w['global_waits']} "
                 f"| {w['scanner_retries']} |"
@@ -93,7 +96,8 @@ def render(report: dict[str, Any]) -> str:
             f"p99 {_s(s['p99_s'])}, max {_s(s['max_s'])}; outcomes {_statuses(s['outcomes'])}; "
             f"HTTP {_statuses(s['http_statuses'])}.",
             "",
-            f"Service, /v1/embeddings statuses: /metrics {_statuses(run['server']['metrics_statuses'])}"
+            "Service, /v1/embeddings statuses: /metrics "
+            f"{_statuses(run['server']['metrics_statuses'])}"
             + (
                 f"; log {_statuses(run['server']['log_statuses'])}"
                 if "log_statuses" in run["server"]

@@ -133,11 +133,14 @@ def test_429s_the_sdk_absorbs_never_reach_roo() -> None:
         return ok(request) if status == 200 else httpx2.Response(429, json={"error": {}})
 
     result, stats = run_one_batch(twice_429, ["x = 1"] * 3)
-    assert result.failed_batches == 0 and result.blocks_indexed == 3
-    assert stats.sdk_retries == 2 and stats.embedder_429_retries == 0
+    assert result.failed_batches == 0
+    assert result.blocks_indexed == 3
+    assert stats.sdk_retries == 2
+    assert stats.embedder_429_retries == 0
     # no Retry-After: the SDK's backoff, 0.5 s then 1 s, each less up to 25 % jitter
     first, second = (seconds for _, seconds in stats.waits)
-    assert 0.375 <= first <= 0.5 and 0.75 <= second <= 1.0
+    assert 0.375 <= first <= 0.5
+    assert 0.75 <= second <= 1.0
 
 
 def test_a_client_timeout_is_an_abandon_retried_by_the_sdk_then_thrown_at_once() -> None:
@@ -167,7 +170,8 @@ def test_a_client_error_is_neither_retried_by_the_sdk_nor_by_the_embedder() -> N
 
     result, stats = run_one_batch(bad_request, ["z = 3"])
     assert stats.http_requests == 3  # one per scanner attempt
-    assert stats.sdk_retries == 0 and stats.embedder_429_retries == 0
+    assert stats.sdk_retries == 0
+    assert stats.embedder_429_retries == 0
     assert [s for _, s in stats.waits] == [0.5, 1.0]
     assert result.failed_batches == 1
 
@@ -180,7 +184,8 @@ def test_vectors_qdrant_would_refuse_fail_the_batch() -> None:
         return httpx2.Response(200, json=body)
 
     result, stats = run_one_batch(one_vector_short, ["a = 1", "b = 2"])
-    assert result.failed_batches == 1 and stats.scanner_retries == 2
+    assert result.failed_batches == 1
+    assert stats.scanner_retries == 2
 
 
 def test_the_global_pause_doubles_within_a_minute_up_to_five_minutes() -> None:
@@ -193,7 +198,8 @@ def test_the_global_pause_doubles_within_a_minute_up_to_five_minutes() -> None:
     limit.record_429(9.0 + 60.0)  # a minute after the last one: a fresh count
     assert limit.delay(69.0) == 5
     assert limit.pause_before_attempt(70.0) == pytest.approx(4.0)
-    assert limit.pause_before_attempt(74.0) == 0 and limit.consecutive_errors == 0
+    assert limit.pause_before_attempt(74.0) == 0
+    assert limit.consecutive_errors == 0
 
 
 def test_node_sdk_retry_rules() -> None:
@@ -211,7 +217,8 @@ def test_node_sdk_retry_rules() -> None:
     assert 0.375 <= delay({"retry-after": "60"}) <= 0.5  # >= 60 s: the default backoff
     assert 6.0 <= delay({}, retries_taken=5) <= 8.0  # capped at 8 s
     assert node_should_retry(httpx2.Response(429, headers={"retry-after": "600"}))
-    assert node_should_retry(httpx2.Response(503)) and node_should_retry(httpx2.Response(408))
+    assert node_should_retry(httpx2.Response(503))
+    assert node_should_retry(httpx2.Response(408))
     assert not node_should_retry(httpx2.Response(400))
     assert not node_should_retry(httpx2.Response(500, headers={"x-should-retry": "false"}))
 
