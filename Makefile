@@ -16,6 +16,8 @@
 #   make soak        long mixed load (20k requests); fails when RSS grows (SOAK_ARGS to change it)
 #   make torture     adversarial cases against the service under queries; writes docs/torture.md
 #                    (~10 min on 2 cores; TORTURE_ARGS="--cases big,xff" for some, "--quick")
+#   make roo-load    K Roo Code workspaces indexing at once (Roo's retries, 10 % rule) + searches;
+#                    writes docs/roo-load.md (ROO_LOAD_ARGS="--workspaces 1,2 --chunks 200 --model full-size")
 
 SHELL := /bin/bash
 .DEFAULT_GOAL := help
@@ -31,7 +33,7 @@ export HF_HUB_OFFLINE := 1
 # $(call timed,NAME,COMMAND): run COMMAND, then print how long it took and its exit status.
 timed = @start=$$(date +%s); ( $(2) ); rc=$$?; echo "== $(1): $$(( $$(date +%s) - start ))s (exit $$rc)"; exit $$rc
 
-.PHONY: help prerequisites setup lint rules unit molecule test image wheelhouse demo demo-down bench soak torture clean
+.PHONY: help prerequisites setup lint rules unit molecule test image wheelhouse demo demo-down bench soak torture roo-load clean
 
 help:
 	@sed -n 's/^#   //p' $(firstword $(MAKEFILE_LIST))
@@ -109,6 +111,7 @@ demo-down:
 BENCH_ARGS ?=
 SOAK_ARGS ?=
 TORTURE_ARGS ?=
+ROO_LOAD_ARGS ?=
 bench: setup
 	$(call timed,bench,$(BIN)/python -m bench.run $(BENCH_ARGS))
 
@@ -117,6 +120,9 @@ soak: setup
 
 torture: setup
 	$(call timed,torture,$(BIN)/python -m bench.torture $(TORTURE_ARGS))
+
+roo-load: setup
+	$(call timed,roo-load,$(BIN)/python -m bench.roo_load $(ROO_LOAD_ARGS))
 
 clean:
 	rm -rf build .pytest_cache .ruff_cache

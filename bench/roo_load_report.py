@@ -10,6 +10,7 @@ from typing import Any
 # architecture; the slowest workspace within 1.5x of the fastest.
 SEARCH_P99_S = {"minilm": 1.0, "full-size": 3.0}
 SLOWEST_OVER_FASTEST = 1.5
+METHOD = Path(__file__).with_name("roo_load_method.md")
 
 
 def _s(value: float | None) -> str:
@@ -121,8 +122,21 @@ def render(report: dict[str, Any]) -> str:
             + ".",
             "",
         ]
-    return "\n".join(lines)
+    return "\n".join(lines) + "\n" + METHOD.read_text()
 
 
 def write_report(path: Path, report: dict[str, Any]) -> None:
     path.write_text(render(report))
+
+
+def main() -> None:
+    """Re-render: python -m bench.roo_load_report docs/roo-load.json"""
+    import json
+    import sys
+
+    source = Path(sys.argv[1])
+    write_report(source.with_suffix(".md"), json.loads(source.read_text()))
+
+
+if __name__ == "__main__":
+    main()
