@@ -341,7 +341,8 @@ def run_k(args: argparse.Namespace, k: int, corpus: list[str]) -> dict[str, Any]
                 "batches": result.batches,
                 "failed_batches": result.failed_batches,
                 "blocks_indexed": result.blocks_indexed,
-                "would_drop_index": result.would_drop,
+                # None: cancelled at --max-seconds, Roo's verdict comes only at the end
+                "would_drop_index": result.would_drop if result.finished else None,
                 "finished": result.finished,
                 "elapsed_s": round(result.elapsed_s, 2),
                 "errors": result.errors[:5],

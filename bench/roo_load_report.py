@@ -23,6 +23,10 @@ def _statuses(statuses: dict[str, int]) -> str:
     return ", ".join(f"{k}: {v}" for k, v in statuses.items()) or "-"
 
 
+def _dropped(value: bool | None) -> str:
+    return "-" if value is None else "**yes**" if value else "no"
+
+
 def verdicts(run: dict[str, Any], model: str | None) -> list[tuple[str, str, bool]]:
     """(target, measured, met) for one K."""
     rows = run["per_workspace"]
@@ -84,7 +88,7 @@ def render(report: dict[str, Any]) -> str:
         for w in run["per_workspace"]:
             lines.append(
                 f"| {w['name']} | {w['chunks']} | {w['batches']} | {w['failed_batches']} "
-                f"| {'**yes**' if w['would_drop_index'] else 'no'} "
+                f"| {_dropped(w['would_drop_index'])} "
                 f"| {_s(w['elapsed_s']) if w['finished'] else 'unfinished'} "
                 f"| {w['http_requests']} | {w['http_429']} | {w['abandoned_499']} "
                 f"| {w['sdk_retries']} | {w['embedder_429_retries']} | {w['global_waits']} "
@@ -107,6 +111,13 @@ def render(report: dict[str, Any]) -> str:
             + ".",
             "",
         ]
+        if not all(w["finished"] for w in run["per_workspace"]):
+            lines += [
+                "Unfinished at `--max-seconds`: the harness hung up on the requests still in "
+                "flight, which the service counts as 499 too (not the client's patience: that is "
+                "the abandoned column).",
+                "",
+            ]
         errors = [e for w in run["per_workspace"] for e in w["errors"]]
         if errors:
             lines += ["Batch errors (first few):", ""] + [f"- `{e}`" for e in errors[:5]] + [""]
