@@ -21,6 +21,8 @@
 #                    (~10 min on 2 cores; TORTURE_ARGS="--cases big,xff" for some, "--quick")
 #   make dashboard   the Grafana dashboard's queries against a throwaway Prometheus fed by a short
 #                    load (~2 min, loopback); writes docs/dashboard.png (DASHBOARD_ARGS to change it)
+#   make roo-load    K Roo Code workspaces indexing at once (Roo's retries, 10 % rule) + searches;
+#                    writes docs/roo-load.md (ROO_LOAD_ARGS="--workspaces 1,2 --chunks 200 --model full-size")
 
 SHELL := /bin/bash
 .DEFAULT_GOAL := help
@@ -36,7 +38,7 @@ export HF_HUB_OFFLINE := 1
 # $(call timed,NAME,COMMAND): run COMMAND, then print how long it took and its exit status.
 timed = @start=$$(date +%s); ( $(2) ); rc=$$?; echo "== $(1): $$(( $$(date +%s) - start ))s (exit $$rc)"; exit $$rc
 
-.PHONY: help prerequisites setup lint rules unit molecule test image wheelhouse demo demo-down bench bench-speed soak torture dashboard clean
+.PHONY: help prerequisites setup lint rules unit molecule test image wheelhouse demo demo-down bench bench-speed soak torture roo-load dashboard clean
 
 help:
 	@sed -n 's/^#   //p' $(firstword $(MAKEFILE_LIST))
@@ -125,6 +127,7 @@ BENCH_ARGS ?=
 BENCH_SPEED_ARGS ?=
 SOAK_ARGS ?=
 TORTURE_ARGS ?=
+ROO_LOAD_ARGS ?=
 bench: setup
 	$(call timed,bench,$(BIN)/python -m bench.run $(BENCH_ARGS))
 
@@ -146,6 +149,9 @@ dashboard: setup $(PROMTOOL) $(NODE_EXPORTER)
 	  if [ -z "$$haproxy" ]; then echo "no haproxy here: the proxy panels stay empty"; fi; \
 	  $(BIN)/python -m tools.dashboard_demo --prometheus $(PROMETHEUS) --node-exporter $(NODE_EXPORTER) \
 	    $${haproxy:+--haproxy $$haproxy} $(DASHBOARD_ARGS))
+
+roo-load: setup
+	$(call timed,roo-load,$(BIN)/python -m bench.roo_load $(ROO_LOAD_ARGS))
 
 clean:
 	rm -rf build .pytest_cache .ruff_cache
