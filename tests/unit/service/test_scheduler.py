@@ -366,6 +366,30 @@ def test_the_waiting_time_bound_refuses_a_large_body_before_it_is_read() -> None
     unbounded.submit(make_job([100] * 60, "more"))  # no waiting-time bound: tokens only
 
 
+def test_with_a_cache_the_waiting_time_bound_judges_only_the_misses_at_submit() -> None:
+    # A re-sent 60-chunk request whose chunks are all cached needs no queue time: the bound may
+    # not refuse its body or its estimate, only the misses it submits.
+    queue = BatchScheduler(
+        SchedulerLimits(
+            max_batch_tokens=1024,
+            max_batch_inputs=64,
+            max_queued_tokens=100_000,
+            max_queued_requests=100,
+            max_queue_wait_s=5,
+        ),
+        ThroughputEstimator(initial_tokens_per_s=1000),
+        wait_bound_at_submit_only=True,
+    )
+    queue.submit(make_job([100] * 60, "ahead"))  # 6 s of work
+    reservation = queue.reserve(200_000)  # a 60-chunk body is read
+    queue.grow(reservation, estimated_tokens=6_000)  # and tokenized, then looked up
+    with pytest.raises(QueueFullError) as refused:
+        queue.submit(make_job([100] * 20, "misses"), reservation=reservation)
+    assert refused.value.reason == "queue_wait"
+    queue.release(reservation)
+    assert queue.reserved_tokens == 0
+
+
 # --- fairness between clients ---------------------------------------------------------------
 
 

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 import pytest
-from jina_openai.api.auth import key_fingerprint
+from jina_openai.api.middleware import key_fingerprint
 from jina_openai.logging_config import JsonFormatter
 
 from .test_jina_stack import cli

@@ -196,7 +196,12 @@ class EmbeddingEngine:
             )
             self._throughput.observe(tokens, seconds)
         self.embedder = embedder
-        self.scheduler = BatchScheduler(limits, self._throughput, clock=self._clock)
+        self.scheduler = BatchScheduler(
+            limits,
+            self._throughput,
+            clock=self._clock,
+            wait_bound_at_submit_only=self.cache is not None,
+        )
         if self._stopping.is_set():  # stop() ran during warmup, before there was a queue
             self.scheduler.close()
         self._observer.model_loaded(embedder)

@@ -100,10 +100,15 @@ class BatchScheduler:
         throughput: ThroughputEstimator,
         *,
         clock: Callable[[], float] = time.monotonic,
+        wait_bound_at_submit_only: bool = False,
     ) -> None:
         self.limits = limits
         self._throughput = throughput
         self._clock = clock
+        # With an embedding cache, a request's queue time is known only once it is looked up:
+        # the waiting-time bound then applies at `submit`, to its misses (a re-sent chunk costs
+        # no queue time), not to the body or the parsed estimate.
+        self._wait_bound_at_submit_only = wait_bound_at_submit_only
         self._condition = threading.Condition()
         self._jobs: dict[int, EmbeddingJob] = {}  # jobs with pending inputs, in arrival order
         self._served: dict[str, int] = {}  # tokens batched per client with jobs queued
@@ -159,8 +164,8 @@ class BatchScheduler:
             self._check_request_bytes(held_bytes)
             self._check_slot()
             self._check_room(tokens=0, held_bytes=held_bytes)
-            if held_bytes > SMALL_BODY_BYTES:  # not a search: the queue's waiting time applies
-                self._check_wait(tokens=0, exempt=False)
+            if held_bytes > SMALL_BODY_BYTES and not self._wait_bound_at_submit_only:
+                self._check_wait(tokens=0, exempt=False)  # not a search: the waiting time applies
             reservation = Reservation(held_bytes)
             self._reservations += 1
             self._held_bytes += held_bytes
@@ -184,7 +189,10 @@ class BatchScheduler:
             self._check_request_tokens(min_tokens)
             self._check_request_bytes(reservation.bytes + extra_bytes)
             self._check_room(tokens=tokens - reservation.tokens, held_bytes=extra_bytes)
-            self._check_wait(tokens=tokens - reservation.tokens, exempt=self._fits_batch(tokens))
+            if not self._wait_bound_at_submit_only:
+                self._check_wait(
+                    tokens=tokens - reservation.tokens, exempt=self._fits_batch(tokens)
+                )
             self._reserved_tokens += tokens - reservation.tokens
             reservation.tokens = tokens
             self._held_bytes += extra_bytes
