@@ -7,7 +7,8 @@ Installed by roles/qdrant as /usr/local/libexec/qdrant-snapshot; qdrant-snapshot
   qdrant-snapshot run                          snapshot, prune, copy (the timer)
   qdrant-snapshot list [COLLECTION]            snapshots and whether the timer made them
   qdrant-snapshot restore COLLECTION [NAME]    recover COLLECTION from snapshot NAME (default:
-                                               its newest); the current state is snapshotted first
+                                               the timer's newest, else the newest); the current
+                                               state is snapshotted first
   qdrant-snapshot metrics                      record the run that just ended for Prometheus
                                                (ExecStopPost of the service, as root)
 
@@ -256,6 +257,13 @@ def restore(env: dict[str, str], name: str, snapshot: str | None) -> int:
                 for f in sorted(os.listdir(directory), reverse=True)
                 if f.endswith(".snapshot")
             ]
+    if snapshot is None:
+        # The timer's newest first: a snapshot a restore took of the state it replaced is newer,
+        # but it is that restore's undo (named in its output), not the backup to go back to.
+        own = set(load_state(env.get("QDRANT_SNAPSHOT_STATE", DEFAULT_STATE)).get(name, []))
+        listed = [s for s in listed if s["name"] in own] + [
+            s for s in listed if s["name"] not in own
+        ]
     chosen = next((s for s in listed if snapshot in (None, s["name"])), None)
     if chosen is None:
         have = ", ".join(s["name"] for s in listed) or "none"
