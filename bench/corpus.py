@@ -1,8 +1,10 @@
 """The inputs every benchmark uses: Roo-Code-sized chunks of Python's own standard library.
 
 Roo Code cuts files into chunks of at most ~1150 characters (1000 plus 15 % tolerance) along
-line boundaries; `code_chunks` does the same over the stdlib's `*.py` files in sorted order, so
-every run on every machine with the same Python gets the same inputs.
+line boundaries; `code_chunks` does the same over the stdlib's `*.py` files in sorted order (its
+top-level modules first, then its packages, for loads that need more than the ~4,000 chunks the
+modules give, e.g. `make roo-load` with 8 workspaces of 1,000), so every run on every machine
+with the same Python gets the same inputs.
 """
 
 from __future__ import annotations
@@ -19,7 +21,8 @@ def code_chunks(count: int, *, max_chars: int = MAX_CHUNK_CHARS) -> list[str]:
     stdlib = Path(sysconfig.get_paths()["stdlib"])
     min_chars = min(MIN_CHUNK_CHARS, max_chars // 2)
     chunks: list[str] = []
-    for source in sorted(stdlib.glob("*.py")):
+    packages = (p for p in stdlib.glob("*/**/*.py") if "site-packages" not in p.parts)
+    for source in [*sorted(stdlib.glob("*.py")), *sorted(packages)]:
         text = source.read_text(encoding="utf-8", errors="replace")
         current = ""
         for line in text.splitlines(keepends=True):
