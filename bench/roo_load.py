@@ -7,9 +7,10 @@ For each K in `--workspaces`: a fresh server of ours (bench/servers.py: gunicorn
 runs it, with the jina_embeddings role's default settings), K workspaces of `--chunks` chunks
 each (disjoint slices of bench/corpus.py), all started at once, each one Roo window
 (bench/roo_client.py: its own SDK client and its own global rate limit), and an open-loop stream
-of one-chunk searches (`--search-rate` per second, Roo's search shape) through the same server
-until the last workspace finishes. `--url` runs against an already running service instead
-(loopback only, like every benchmark here; tunnel a remote host with ssh -L).
+of searches (`--search-rate` per second, Roo's search shape: one short typed query, here a
+docstring's first line) through the same server until the last workspace finishes. `--url`
+runs against an already running service instead (loopback only, like every benchmark here;
+tunnel a remote host with ssh -L).
 
 Writes OUT/NAME.json and OUT/NAME.md (bench/roo_load_report.py), server logs in OUT/logs/.
 """
@@ -53,6 +54,7 @@ from bench.roo_client import (
 from bench.roo_load_report import write_report
 from bench.roo_qdrant import QdrantUpserter
 from bench.servers import API_KEY, REPO_ROOT, serve
+from bench.speed_eval import search_pairs
 from bench.torture_probe import LogCursor
 
 ROLE_DEFAULTS = REPO_ROOT / "roles/jina_embeddings/defaults/main.yml"
@@ -314,12 +316,13 @@ def service(args: argparse.Namespace, k: int) -> Iterator[tuple[str, LogCursor |
         yield running.base_url, LogCursor(log)
 
 
-def run_k(args: argparse.Namespace, k: int, corpus: list[str]) -> dict[str, Any]:
+def run_k(
+    args: argparse.Namespace, k: int, corpus: list[str], search_texts: list[str]
+) -> dict[str, Any]:
     workspaces = [
         Workspace(f"ws{number + 1}", corpus[number * args.chunks : (number + 1) * args.chunks])
         for number in range(k)
     ]
-    search_texts = corpus[k * args.chunks :]
     with service(args, k) as (base_url, cursor):
         check_loopback(base_url)
         info = _info(base_url, args.api_key)
@@ -378,7 +381,9 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     if not args.url:
         args.model_path = resolve_model(args.model)
     largest = max(args.workspaces)
-    corpus = code_chunks(largest * args.chunks + args.search_chunks)
+    corpus = code_chunks(largest * args.chunks)
+    # What a user types into Roo's search: a docstring's first line, 20-200 characters.
+    search_texts = [pair.query for pair in search_pairs(args.search_chunks)]
     report: dict[str, Any] = {
         "started": time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime()),
         "parameters": {
@@ -400,7 +405,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     }
     for k in args.workspaces:
         print(f"[roo-load] K={k}: {k} x {args.chunks} chunks", flush=True)
-        result = run_k(args, k, corpus)
+        result = run_k(args, k, corpus, search_texts)
         report["runs"].append(result)
         if not args.url:
             report["service_settings"] = args.settings
@@ -427,7 +432,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         help="Roo's embeddingBatchSize (1..200, default 60)",
     )
     parser.add_argument("--search-rate", type=float, default=1.0, help="searches per second")
-    parser.add_argument("--search-chunks", type=int, default=200, help="distinct search texts")
+    parser.add_argument(
+        "--search-chunks", type=int, default=200, help="distinct search queries (docstrings)"
+    )
     parser.add_argument("--model", default="minilm", help="minilm, full-size or a model dir")
     parser.add_argument("--dtype", default="auto", help="the role's default: auto")
     parser.add_argument("--device", default="cpu")
