@@ -11,8 +11,9 @@ explicitly; each ratio comes from one run on one machine. Phases:
              corpus, top-1 of the code-search evaluation (bench/speed_eval.py) and agreement
   reindex    a Roo-shaped index of the corpus cold (empty cache), warm (the same server again),
              and after a restart (the sqlite tier only): time, vectors, search results
-  queries    one-chunk queries while a Roo-shaped index runs: their p99, and the index
-             throughput with them vs without (bracketed: without, with, without); cache off
+  queries    typed search queries (one per request) while a Roo-shaped index runs: their p99,
+             and the index throughput with them vs without (alternating: without, with,
+             without, with, without); then whole chunks back to back as a stress shape; cache off
 Writes OUT/benchmarks-speed.json and OUT/benchmarks-speed.md (bench/speed_report.py), then
 re-renders OUT/benchmarks.md (which links it) when OUT/benchmarks.json exists. `--quick`:
 small inputs and a small model of the same architecture, seconds; its default OUT is
@@ -25,6 +26,7 @@ import argparse
 import asyncio
 import json
 import os
+import statistics
 import subprocess
 import sys
 import time
@@ -38,6 +40,7 @@ import psutil
 
 from bench import full_size_model
 from bench.corpus import code_chunks
+from bench.loadgen import percentile
 from bench.report import write_report
 from bench.rss import RssSampler
 from bench.run import default_model, loadavg, machine, usable_cores, versions
@@ -346,28 +349,39 @@ class Bench:
         dtype = self.args.queries_dtype
         count = self.size("queries_chunks")
         every = code_chunks(count + 200)
-        texts, queries = every[:count], every[count:]
+        texts, chunk_queries = every[:count], every[count:]
+        # What a user types into Roo's search box: a docstring's first line.
+        typed_queries = [pair.query for pair in search_pairs(200)]
+        pause_s = self.args.query_pause_s
+        # (label, queries or None, pause): runs alone and with typed queries alternate, so that
+        # a drift of the machine's speed falls on both; the last is a stress shape, whole
+        # chunks back to back (make bench's mixed load).
+        alone: tuple[str, list[str] | None, float] = ("index alone", None, 0.0)
+        typed: tuple[str, list[str] | None, float] = ("with typed queries", typed_queries, pause_s)
+        plan = [alone, typed, alone, typed, alone]
+        plan.append(("with chunk queries back to back", chunk_queries, 0.0))
         phase: dict[str, Any] = {
             "dtype": dtype,
             "cache_memory_mb": 0,
             "inputs": len(texts),
-            "query_pause_s": self.args.query_pause_s,
+            "query_pause_s": pause_s,
             "runs": [],
         }
         with self.serve(self.args.model, settings(dtype, cache_mb=0), "queries") as running:
             served_dtype(running, dtype)
-            for with_queries in (False, True, False):
-                label = "with queries" if with_queries else "index alone"
+            self.step("queries: warm-up index, 200 chunks (not reported)")
+            asyncio.run(index_corpus(running.base_url, texts[:200], api_key=API_KEY))
+            for label, queries, pause in plan:
                 self.step(f"queries: {label}, {len(texts)} chunks")
-                run: dict[str, Any] = {"with_queries": with_queries, "loadavg": loadavg()}
-                if with_queries:
+                run: dict[str, Any] = {
+                    "label": label,
+                    "with_queries": queries is not None,
+                    "loadavg": loadavg(),
+                }
+                if queries is not None:
                     result, summary = asyncio.run(
                         index_while_querying(
-                            running.base_url,
-                            texts,
-                            queries,
-                            api_key=API_KEY,
-                            pause_s=self.args.query_pause_s,
+                            running.base_url, texts, queries, api_key=API_KEY, pause_s=pause
                         )
                     )
                     run["queries"] = summary
@@ -375,14 +389,17 @@ class Bench:
                     result = asyncio.run(index_corpus(running.base_url, texts, api_key=API_KEY))
                 run["index"] = result.summary()
                 phase["runs"].append(run)
-        alone = [r["index"]["inputs_per_s"] for r in phase["runs"] if not r["with_queries"]]
-        with_q = next(r for r in phase["runs"] if r["with_queries"])
-        phase["alone_inputs_per_s"] = round(sum(alone) / len(alone), 2)
-        phase["with_queries_inputs_per_s"] = with_q["index"]["inputs_per_s"]
+        runs = phase["runs"]
+        alone_rates = [r["index"]["inputs_per_s"] for r in runs if r["label"] == alone[0]]
+        typed_runs = [r for r in runs if r["label"] == typed[0]]
+        typed_rates = [r["index"]["inputs_per_s"] for r in typed_runs]
+        phase["alone_inputs_per_s"] = round(statistics.mean(alone_rates), 2)
+        phase["with_queries_inputs_per_s"] = round(statistics.mean(typed_rates), 2)
         phase["throughput_share"] = round(
             phase["with_queries_inputs_per_s"] / max(phase["alone_inputs_per_s"], 1e-9), 4
         )
-        phase["query_p99_s"] = with_q["queries"]["p99_s"]
+        latencies = sorted(s for r in typed_runs for s in r["queries"].pop("latencies_s"))
+        phase["query_p99_s"] = round(percentile(latencies, 0.99), 4)
         return phase
 
     # --- the run -------------------------------------------------------------------------------
@@ -444,8 +461,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument(
         "--query-pause-s",
         type=float,
-        default=0.0,
-        help="between one query's answer and the next query; 0: back to back (make bench's mixed)",
+        default=0.5,
+        help="between one typed query's answer and the next (a person searching: ~2/s at most)",
     )
     parser.add_argument("--cache-memory-mb", type=int, default=64, help="reindex phase")
     parser.add_argument(

@@ -170,6 +170,7 @@ class QueryLoop:
             "p50_s": round(percentile(lat, 0.5), 4) if lat else None,
             "p99_s": round(percentile(lat, 0.99), 4) if lat else None,
             "max_s": round(lat[-1], 4) if lat else None,
+            "latencies_s": lat,
             "statuses": dict(sorted(self.statuses.items())),
         }
 

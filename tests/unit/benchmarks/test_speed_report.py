@@ -226,7 +226,7 @@ def test_benchmarks_md_links_the_speed_page_with_its_targets(tmp_path: Path) -> 
     (tmp_path / SPEED_JSON).write_text(json.dumps(fake_report()))
     markdown = render_benchmarks(tmp_path)
     assert "](benchmarks-speed.md)" in markdown
-    assert "| query p99 during the index load <= 0.5 s | 300 ms | yes |" in markdown
+    assert "| typed query p99 during the index load <= 0.5 s | 300 ms | yes |" in markdown
 
 
 def test_search_pairs_are_deterministic_distinct_and_roo_sized() -> None:
