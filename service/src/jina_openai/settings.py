@@ -137,7 +137,7 @@ class Settings(BaseSettings):
         default=None,
         ge=16,
         description="Admitted, unfinished tokens; above it requests get 429 + Retry-After. "
-        "Default: derived from memory_budget_mb, at most 262144.",
+        "Default: derived from memory_budget_mb, at most 1048576.",
     )
     max_queued_requests: int = Field(default=1024, ge=1)
     max_queue_wait_s: float = Field(

@@ -253,6 +253,18 @@ def test_retry_after_follows_measured_throughput() -> None:
     assert refused.value.retry_after_s == 4
 
 
+def test_retry_after_stays_below_60_s_which_nodes_openai_sdk_ignores() -> None:
+    """Node's openai SDK (Roo Code's) honours Retry-After only below 60 s; a 60 would send every
+    refused client back after its 0.5-8 s default backoff."""
+    throughput = ThroughputEstimator()
+    throughput.observe(tokens=10, seconds=1.0)  # slow: the excess takes minutes to drain
+    queue = BatchScheduler(SchedulerLimits(100, 8, 10_000, 10), throughput)
+    queue.submit(make_job([5000, 5000]))
+    with pytest.raises(QueueFullError) as refused:
+        queue.submit(make_job([4000]))
+    assert refused.value.retry_after_s == 59
+
+
 def test_reservations_refuse_a_crowd_before_it_is_tokenized() -> None:
     queue = scheduler(max_queued_tokens=1000)
     first = queue.reserve()

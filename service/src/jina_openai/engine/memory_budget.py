@@ -52,7 +52,11 @@ BATCH_SHARE = 0.75
 # with the sequence length, so check long-context models against their startup log line).
 ACTIVATION_BYTES_PER_TOKEN_PER_WIDTH = 96.0
 QUEUED_TOKEN_BYTES = 128
-QUEUE_DEFAULT = 262_144
+# The queue's memory bound, at most 1M tokens (128 MiB): high enough that the waiting-time bound
+# (max_queue_wait_s at the measured rate) is what refuses work - all-MiniLM-L6-v2 on 2 CPU cores
+# embeds ~8,000 tokens/s, 120 s of that is ~1M tokens; the former 262,144 refused four Roo
+# windows of MiniLM work at ~30 s, and every 429 doubles Roo's global pause (make roo-load).
+QUEUE_DEFAULT = 1_048_576
 MIN_BATCH_TOKENS = 256
 QUEUE_FLOOR = 65_536
 # Request memory (bodies, texts, vectors, responses) of the requests in flight. At least 32 MiB:

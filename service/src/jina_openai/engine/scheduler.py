@@ -6,7 +6,7 @@ Admission bounds four things:
   a memory bound (ids and bookkeeping, QUEUED_TOKEN_BYTES each, not activations);
 - the time that work takes at the measured throughput: `max_queue_wait_s`. A request is queued
   when the work ahead of it and its own can be done within it, else refused with 429 and the
-  `Retry-After` that drains the excess (at most 60 s, which the openai SDK honours). Requests
+  `Retry-After` that drains the excess (at most 59 s: the openai SDK in Node honours < 60 s). Requests
   that fit one batch (searches) are exempt: the query lane serves them ahead of the queue;
 - request memory held by requests in flight (body bytes, decoded texts, output vectors and
   response bytes): `max_held_bytes`;
@@ -43,7 +43,9 @@ from jina_openai.engine.errors import QueueFullError, RequestTooLargeError
 from jina_openai.engine.job import EmbeddingJob
 from jina_openai.engine.throughput import ThroughputEstimator
 
-MAX_RETRY_AFTER_S = 60  # the openai SDK honours Retry-After up to 60 s
+# The openai SDK in Node (Roo Code's) honours Retry-After only below 60 s; at 60 and above it
+# falls back to 0.5-8 s backoffs, so a capped 60 would make every client retry almost at once.
+MAX_RETRY_AFTER_S = 59
 # A body up to this size may be a search even when the queue is past its waiting time: such
 # requests are only judged once parsed (a Roo Code search is one chunk, ~1-3 KB of JSON).
 SMALL_BODY_BYTES = 32 * 1024
