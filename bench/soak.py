@@ -30,6 +30,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import httpx
+
 from bench.corpus import code_chunks
 from bench.loadgen import ClientGroup, run_load
 from bench.report import write_report
@@ -81,6 +83,17 @@ def fit_after_warmup(
     }
 
 
+def cache_counts(base_url: str) -> dict[str, float]:
+    """The cache's hit, miss and eviction counters from /metrics, summed over labels."""
+    response = httpx.get(f"{base_url}/metrics", timeout=10)
+    counts: dict[str, float] = {}
+    for line in response.text.splitlines():
+        for name in ("hits", "misses", "evictions"):
+            if line.startswith(f"jina_openai_cache_{name}_total"):
+                counts[name] = counts.get(name, 0.0) + float(line.rsplit(" ", 1)[1])
+    return counts
+
+
 def soak(args: argparse.Namespace) -> dict[str, Any]:
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "logs").mkdir(exist_ok=True)
@@ -97,7 +110,14 @@ def soak(args: argparse.Namespace) -> dict[str, Any]:
         "MALLOC_ARENA_MAX": "2",
         "JINA_OPENAI_MAX_REQUESTS": "0",
         "JINA_OPENAI_MEMORY_BUDGET_MB": str(args.memory_budget_mb),
+        # The embedding cache as the role turns it on: memory tier plus the sqlite file.
+        "JINA_OPENAI_CACHE_MEMORY_MB": str(args.cache_memory_mb),
     }
+    if args.cache_memory_mb:
+        cache_file = args.out / "logs" / "soak-cache.sqlite"
+        for stale in cache_file.parent.glob(f"{cache_file.name}*"):
+            stale.unlink()
+        settings["JINA_OPENAI_CACHE_PATH"] = str(cache_file.resolve())
     started_at = time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime())
     load_before = loadavg()
     samples: list[list[float]] = []
@@ -137,6 +157,7 @@ def soak(args: argparse.Namespace) -> dict[str, Any]:
         )
         stop.set()
         sampler.join()
+        cache = cache_counts(running.base_url)
     summary = results["soak"].summary()
     fit = fit_after_warmup(samples, args.warmup_fraction)
     slope = fit["slope_mb_per_request"] * 1000
@@ -148,6 +169,8 @@ def soak(args: argparse.Namespace) -> dict[str, Any]:
         "inputs_per_s": summary["inputs_per_s"],
         "duration_s": summary["elapsed_s"],
         "clients": args.clients,
+        "cache_memory_mb": args.cache_memory_mb,
+        "cache": cache,
         "min_inputs": args.min_inputs,
         "max_inputs": args.max_inputs,
         "max_chars": args.max_chars,
@@ -189,6 +212,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--warmup-fraction", type=float, default=0.2)
     parser.add_argument("--bound", type=float, default=1.0, help="MB per 1000 requests")
     parser.add_argument("--memory-budget-mb", type=int, default=1024)
+    parser.add_argument(
+        "--cache-memory-mb", type=int, default=64, help="0: cache off; else memory + disk tier"
+    )
     parser.add_argument("--out", type=Path, default=Path("docs"))
     args = parser.parse_args(argv)
     if args.model is None:

@@ -15,21 +15,31 @@ import torch
 from jina_openai.models.base import Embedder
 
 _SHORT_INPUT_TOKENS = 16
+# A code chunk as indexers send it: Roo Code's are at most ~1150 characters, ~250-300 tokens.
+# The throughput estimate starts from a full batch of these; one of a long-context model's
+# longest inputs (8192 tokens, quadratic attention) embeds several times fewer tokens per second
+# and would make admission refuse most of the first index requests.
+_CODE_CHUNK_TOKENS = 256
 
 
 def warmup_shapes(
     *, max_input_tokens: int, max_batch_tokens: int, max_batch_inputs: int
 ) -> list[tuple[int, int]]:
-    """(inputs, tokens per input): one short input, and a full batch of the longest inputs
-    a batch can hold (one input always fits, however long)."""
+    """(inputs, tokens per input): one short input, a full batch of the longest inputs a batch
+    can hold (one input always fits, however long), and last a full batch of code chunks."""
     longest = max(1, min(max_input_tokens, max_batch_tokens))
-    full_batch = max(1, min(max_batch_inputs, max_batch_tokens // longest))
-    shapes = [(1, min(_SHORT_INPUT_TOKENS, max_input_tokens)), (full_batch, longest)]
+    chunk = min(longest, _CODE_CHUNK_TOKENS)
+    shapes = [
+        (1, min(_SHORT_INPUT_TOKENS, max_input_tokens)),
+        (max(1, min(max_batch_inputs, max_batch_tokens // longest)), longest),
+        (max(1, min(max_batch_inputs, max_batch_tokens // chunk)), chunk),
+    ]
     return list(dict.fromkeys(shapes))
 
 
 def run_warmup(embedder: Embedder, shapes: list[tuple[int, int]]) -> tuple[int, float]:
-    """Embed dummy batches of the given shapes; returns (tokens, seconds) of the largest one."""
+    """Embed dummy batches of the given shapes; returns (tokens, seconds) of the last one,
+    the throughput estimate's starting point."""
     filler = (embedder.tokenize(["warmup"])[0] or [0])[0]
     specials = len(embedder.prepare([]))
     measured = (0, 0.0)
