@@ -7,11 +7,12 @@
 `EmbeddingEngine.admit` reserves a request slot and the declared body bytes. `embed` then owns
 every step: grow the reservation by the parsed request's estimated tokens and memory (429 /
 413 before tokenizing), tokenize in the pool, look the prepared inputs up in the embedding cache
-(engine/embedding_cache.py), submit a job of the misses only, await their vectors and store
-them. Each await races the client's disconnect and the request's deadline: a client that left
-is dropped before its text is tokenized or, once queued, before its inputs reach a batch; a
-request past its deadline is dropped and answered 503. Leaving the `with` block gives back
-whatever the request still holds, whatever happened.
+(engine/embedding_cache.py), submit a job of the misses only (refused on waiting time, it
+first waits its turn in the engine's line for room: engine/waiting_line.py), await their
+vectors and store them. Each await races the client's disconnect and the request's deadline:
+a client that left is dropped before its text is tokenized or, once queued, before its inputs
+reach a batch; a request past its deadline is dropped and answered 503. Leaving the `with`
+block gives back whatever the request still holds, whatever happened.
 """
 
 from __future__ import annotations
@@ -26,15 +27,21 @@ from typing import TYPE_CHECKING, TypeVar
 
 import numpy as np
 
-from jina_openai.engine.errors import ClientDisconnectedError, DeadlineExceededError
+from jina_openai.engine.errors import (
+    ClientDisconnectedError,
+    DeadlineExceededError,
+    QueueFullError,
+)
 from jina_openai.engine.job import EmbeddingJob
 from jina_openai.engine.scheduler import BatchScheduler, Reservation
 
 if TYPE_CHECKING:
     from jina_openai.engine.engine import EmbeddingEngine, RawInputs
+    from jina_openai.engine.input_preparation import PreparedInputs
 
 T = TypeVar("T")
 OUTPUT_BYTES_PER_DIMENSION = 4  # float32 vectors
+LINE_POLL_S = 0.2  # how often a request in the waiting line looks for room
 
 
 @dataclass(frozen=True)
@@ -137,8 +144,8 @@ class Admission:
                 cached_inputs=len(lookup.hits),
             )
         queued = prepared if lookup is None else lookup.missing_inputs(prepared)
-        submitted = engine.submit(
-            queued, request_id=request_id, reservation=self._reservation, client=client
+        submitted = await self._submit_in_line(
+            queued, request_id=request_id, client=client, client_gone=client_gone
         )
         try:
             job = await self._until(submitted.result(), client_gone)
@@ -162,6 +169,46 @@ class Admission:
             inference_seconds=job.inference_seconds,
             cached_inputs=0 if lookup is None else len(lookup.hits),
         )
+
+    async def _submit_in_line(
+        self,
+        queued: PreparedInputs,
+        *,
+        request_id: str,
+        client: str,
+        client_gone: asyncio.Future[None],
+    ) -> SubmittedJob:
+        """`engine.submit`; refused on waiting time, the request waits its turn in the engine's
+        line (engine/waiting_line.py) for room, up to the line's patience, then gets the 429."""
+        engine = self._engine
+        line = engine.waiting_line
+        scheduler = engine.ensure_ready()[1]
+        small = queued.token_count <= scheduler.limits.max_batch_tokens  # a search: exempt
+        if small or not len(line):
+            try:
+                return engine.submit(
+                    queued, request_id=request_id, reservation=self._reservation, client=client
+                )
+            except QueueFullError as exc:
+                if small or exc.reason != "queue_wait" or line.patience_s <= 0:
+                    raise
+        ticket = line.join()
+        give_up_at = self._clock() + line.patience_s
+        try:
+            while True:
+                await self._until(asyncio.sleep(LINE_POLL_S), client_gone)
+                last_try = self._clock() >= give_up_at
+                if not (last_try or line.is_first(ticket)):
+                    continue
+                try:
+                    return engine.submit(
+                        queued, request_id=request_id, reservation=self._reservation, client=client
+                    )
+                except QueueFullError as exc:
+                    if exc.reason != "queue_wait" or last_try:
+                        raise
+        finally:
+            line.leave(ticket)
 
     async def _until(
         self,

@@ -56,6 +56,7 @@ from jina_openai.engine.memory_budget import (
 from jina_openai.engine.observer import EngineObserver, NullObserver
 from jina_openai.engine.scheduler import Batch, BatchScheduler, Reservation, SchedulerLimits
 from jina_openai.engine.throughput import ThroughputEstimator
+from jina_openai.engine.waiting_line import WaitingLine
 from jina_openai.engine.warmup import run_warmup, warmup_shapes
 from jina_openai.engine.watchdog import Watchdog
 from jina_openai.models.base import Embedder
@@ -127,6 +128,8 @@ class EmbeddingEngine:
         self._worker: InferenceWorker | None = None
         self._watchdog: Watchdog | None = None
         self._trimmer = MallocTrimmer(config.malloc_trim_interval_s)
+        # Requests refused on waiting time wait here up to half the bound for room.
+        self.waiting_line = WaitingLine(patience_s=config.max_queue_wait_s / 2)
         self._failure_lock = threading.Lock()
         self.loaded_at: float | None = None
 
@@ -274,6 +277,7 @@ class EmbeddingEngine:
             max_held_bytes=bounds.max_held_bytes,
             max_request_bytes=int(REQUEST_BYTES_SHARE * bounds.max_held_bytes),
             max_queue_wait_s=self.config.max_queue_wait_s,
+            max_line_wait_s=self.waiting_line.patience_s,
         )
 
     def _ready(self) -> None:

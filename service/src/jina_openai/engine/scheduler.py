@@ -5,9 +5,10 @@ Admission bounds four things:
 - tokens admitted and not yet embedded (queued plus the running batch): `max_queued_tokens`,
   a memory bound (ids and bookkeeping, QUEUED_TOKEN_BYTES each, not activations);
 - the time that work takes at the measured throughput: `max_queue_wait_s`. A request is queued
-  when the work ahead of it and its own can be done within it, else refused with 429 and the
-  `Retry-After` that drains the excess (at most 59 s: the openai SDK in Node honours < 60 s). Requests
-  that fit one batch (searches) are exempt: the query lane serves them ahead of the queue;
+  when the work ahead of it and its own can be done within it, else refused (the admission
+  layer first lets it wait in line for room: engine/waiting_line.py) with 429 and the
+  `Retry-After` that drains the excess (at most 59 s: the openai SDK in Node honours < 60 s).
+  Requests that fit one batch (searches) are exempt: the query lane serves them ahead of the queue;
 - request memory held by requests in flight (body bytes, decoded texts, output vectors and
   response bytes): `max_held_bytes`;
 - request slots: `max_queued_requests`.
@@ -61,6 +62,9 @@ class SchedulerLimits:
     max_held_bytes: int | None = None  # request memory of requests in flight (None: unbounded)
     max_request_bytes: int | None = None  # one request's share of it (None: all)
     max_queue_wait_s: float = 0.0  # work queued ahead, at the measured rate (0: no bound)
+    # How long a request refused at submit on waiting time may then wait in the engine's line
+    # (engine/waiting_line.py): the checks before tokenizing allow for it.
+    max_line_wait_s: float = 0.0
 
     @property
     def request_tokens(self) -> int:
@@ -167,7 +171,8 @@ class BatchScheduler:
             self._check_slot()
             self._check_room(tokens=0, held_bytes=held_bytes)
             if held_bytes > SMALL_BODY_BYTES and not self._wait_bound_at_submit_only:
-                self._check_wait(tokens=0, exempt=False)  # not a search: the waiting time applies
+                # not a search: the waiting time applies, and the line's
+                self._check_wait(tokens=0, exempt=False, with_line=True)
             reservation = Reservation(held_bytes)
             self._reservations += 1
             self._held_bytes += held_bytes
@@ -193,7 +198,9 @@ class BatchScheduler:
             self._check_room(tokens=tokens - reservation.tokens, held_bytes=extra_bytes)
             if not self._wait_bound_at_submit_only:
                 self._check_wait(
-                    tokens=tokens - reservation.tokens, exempt=self._fits_batch(tokens)
+                    tokens=tokens - reservation.tokens,
+                    exempt=self._fits_batch(tokens),
+                    with_line=True,
                 )
             self._reserved_tokens += tokens - reservation.tokens
             reservation.tokens = tokens
@@ -394,12 +401,15 @@ class BatchScheduler:
     def _fits_batch(self, tokens: int) -> bool:
         return tokens <= self.limits.max_batch_tokens
 
-    def _check_wait(self, *, tokens: int, exempt: bool) -> None:
+    def _check_wait(self, *, tokens: int, exempt: bool, with_line: bool = False) -> None:
         """The waiting-time bound: the work admitted ahead plus this request's must be done
-        within `max_queue_wait_s` at the measured throughput. A request that fits one batch
-        (a search) is exempt: the query lane serves it ahead of the queue. So does any request
-        into an empty queue (its token share still applies)."""
+        within `max_queue_wait_s` at the measured throughput (`with_line`, before tokenizing:
+        plus the time it may then wait in line). A request that fits one batch (a search) is
+        exempt: the query lane serves it ahead of the queue. So does any request into an empty
+        queue (its token share still applies)."""
         bound = self.limits.max_queue_wait_s
+        if bound > 0 and with_line:
+            bound += self.limits.max_line_wait_s
         held = self._admitted_tokens + self._reserved_tokens
         if bound <= 0 or exempt or held == 0:
             return

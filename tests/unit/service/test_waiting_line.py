@@ -1,0 +1,123 @@
+"""The waiting line (engine/waiting_line.py): a request refused on waiting time waits its turn
+for room, up to half the bound, before it gets its 429."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+from jina_openai.engine.engine import EmbeddingEngine, EngineConfig
+from jina_openai.engine.errors import QueueFullError
+from jina_openai.engine.waiting_line import WaitingLine
+from jina_openai.models.base import Embedder
+from jina_openai.models.registry import load_embedder
+
+from .conftest import InstrumentedEmbedder
+
+TEXT = "def f(a, b): return a + b"  # more tokens than one batch holds: not a search
+
+
+def test_tickets_are_served_in_arrival_order() -> None:
+    line = WaitingLine(patience_s=1.0)
+    first, second = line.join(), line.join()
+    assert line.is_first(first)
+    assert not line.is_first(second)
+    line.leave(first)
+    assert line.is_first(second)
+    assert len(line) == 1
+    line.leave(first)  # leaving twice is harmless
+    line.leave(second)
+    assert len(line) == 0
+
+
+def _engine(tiny_model_dir: Path, holder: list[InstrumentedEmbedder]) -> EmbeddingEngine:
+    def load() -> Embedder:
+        holder.append(InstrumentedEmbedder(load_embedder(tiny_model_dir), gated=True))
+        return holder[0]
+
+    config = EngineConfig(
+        max_batch_tokens=2,
+        max_batch_inputs=1,
+        max_queued_tokens=1000,
+        max_queued_requests=10,
+        max_queue_wait_s=2.0,  # the line's patience: 1 s
+        truncate_inputs=True,
+        tokenizer_threads=1,
+        torch_threads=1,
+        warmup=False,
+    )
+    return EmbeddingEngine(config, load=load)
+
+
+async def _started(engine: EmbeddingEngine) -> None:
+    engine.start()
+    while engine.state != "ready":
+        await asyncio.sleep(0.01)
+    # A rate at which two requests are 2.5 s of work: over the 2 s bound at submit (so the
+    # second waits in line), within bound + patience (3 s) before tokenizing.
+    tokens = (await engine.prepare([TEXT], token_ids=False, single=True)).token_count
+    engine._throughput.observe(tokens=int(2 * tokens * 1000 / 2.5), seconds=1000.0)
+
+
+async def _embed(engine: EmbeddingEngine, request_id: str) -> float:
+    gone: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+    started = time.monotonic()
+    with engine.admit(body_bytes=100) as admission:
+        await admission.embed(
+            [TEXT], token_ids=False, single=True, request_id=request_id, client_gone=gone
+        )
+    return time.monotonic() - started
+
+
+def _run(tiny_model_dir: Path, scenario: Callable[..., object]) -> None:
+    holder: list[InstrumentedEmbedder] = []
+    engine = _engine(tiny_model_dir, holder)
+
+    async def main() -> None:
+        await _started(engine)
+        try:
+            await scenario(engine, holder[0])  # type: ignore[misc]
+        finally:
+            holder[0].gate.set()
+            await engine.stop(timeout=10)
+
+    asyncio.run(main())
+
+
+def test_a_request_over_the_bound_waits_in_line_and_enters_when_room_is_made(
+    tiny_model_dir: Path,
+) -> None:
+    async def scenario(engine: EmbeddingEngine, embedder: InstrumentedEmbedder) -> None:
+        running = asyncio.create_task(_embed(engine, "running"))
+        while not embedder.batch_started.is_set():
+            await asyncio.sleep(0.005)
+        waiting = asyncio.create_task(_embed(engine, "waiting"))
+        await asyncio.sleep(0.3)
+        assert len(engine.waiting_line) == 1
+        assert not waiting.done()
+        embedder.gate.set()  # the running batch ends: room for the one in line
+        await asyncio.wait_for(running, 5)
+        assert await asyncio.wait_for(waiting, 5) >= 0.3
+        assert len(engine.waiting_line) == 0
+
+    _run(tiny_model_dir, scenario)
+
+
+def test_a_request_still_in_line_after_its_patience_gets_429(tiny_model_dir: Path) -> None:
+    async def scenario(engine: EmbeddingEngine, embedder: InstrumentedEmbedder) -> None:
+        running = asyncio.create_task(_embed(engine, "running"))
+        while not embedder.batch_started.is_set():
+            await asyncio.sleep(0.005)
+        started = time.monotonic()
+        with pytest.raises(QueueFullError) as refused:
+            await _embed(engine, "refused")
+        assert refused.value.reason == "queue_wait"
+        assert 0.9 <= time.monotonic() - started <= 3.0  # patience: half the 2 s bound
+        assert len(engine.waiting_line) == 0
+        embedder.gate.set()
+        await asyncio.wait_for(running, 5)
+
+    _run(tiny_model_dir, scenario)
