@@ -144,10 +144,10 @@ class Settings(BaseSettings):
         default=120.0,
         ge=0,
         description="Admission by waiting time: a request is queued when the work ahead of it "
-        "and its own take at most this long at the measured throughput, else 429 + Retry-After "
-        "(searches, which fit one batch, are exempt). Well inside the 300 s after which Roo "
-        "Code's client gives up, so that a throughput estimate off by 2x still answers in "
-        "time. 0: only max_queued_tokens bounds the queue.",
+        "and its own take at most this long at the measured throughput, else it waits in line "
+        "up to half as long for room (engine/waiting_line.py), then 429 + Retry-After "
+        "(searches, which fit one batch, are exempt). 1.5x this is still inside the 300 s "
+        "after which Roo Code's client gives up. 0: only max_queued_tokens bounds the queue.",
     )
     request_timeout_s: float = Field(
         default=270.0,
