@@ -12,8 +12,8 @@ explicitly; each ratio comes from one run on one machine. Phases:
   reindex    a Roo-shaped index of the corpus cold (empty cache), warm (the same server again),
              and after a restart (the sqlite tier only): time, vectors, search results
   queries    typed search queries (one per request) while a Roo-shaped index runs: their p99,
-             and the index throughput with them vs without (alternating: without, with,
-             without, with, without); then whole chunks back to back as a stress shape; cache off
+             and the index throughput with them vs without (ABBA order: without, with,
+             with, without, twice); then whole chunks back to back as a stress shape; cache off
 Writes OUT/benchmarks-speed.json and OUT/benchmarks-speed.md (bench/speed_report.py), then
 re-renders OUT/benchmarks.md (which links it) when OUT/benchmarks.json exists. `--quick`:
 small inputs and a small model of the same architecture, seconds; its default OUT is
@@ -66,6 +66,7 @@ SIZES: dict[str, tuple[int, int]] = {
     "eval_pairs": (300, 20),
     "reindex_chunks": (1000, 120),
     "queries_chunks": (1200, 120),
+    "queries_rounds": (2, 1),  # ABBA rounds of runs alone / with typed queries
 }
 
 
@@ -353,12 +354,12 @@ class Bench:
         # What a user types into Roo's search box: a docstring's first line.
         typed_queries = [pair.query for pair in search_pairs(200)]
         pause_s = self.args.query_pause_s
-        # (label, queries or None, pause): runs alone and with typed queries alternate, so that
-        # a drift of the machine's speed falls on both; the last is a stress shape, whole
-        # chunks back to back (make bench's mixed load).
+        # (label, queries or None, pause): runs alone and with typed queries in ABBA order
+        # (alone, with, with, alone, ...), so that a drift of the machine's speed falls on both
+        # equally; the last is a stress shape, whole chunks back to back (make bench's mixed).
         alone: tuple[str, list[str] | None, float] = ("index alone", None, 0.0)
         typed: tuple[str, list[str] | None, float] = ("with typed queries", typed_queries, pause_s)
-        plan = [alone, typed, alone, typed, alone]
+        plan = [alone, typed, typed, alone] * self.size("queries_rounds")
         plan.append(("with chunk queries back to back", chunk_queries, 0.0))
         phase: dict[str, Any] = {
             "dtype": dtype,
