@@ -121,3 +121,41 @@ def test_a_request_still_in_line_after_its_patience_gets_429(tiny_model_dir: Pat
         await asyncio.wait_for(running, 5)
 
     _run(tiny_model_dir, scenario)
+
+
+def test_a_crowd_over_the_bound_is_served_in_turn_without_429(tiny_model_dir: Path) -> None:
+    """Twice the bound's work at once: those that do not fit wait in line, and the ones that
+    join behind others give back their estimates, which would otherwise block the head."""
+    holder: list[InstrumentedEmbedder] = []
+
+    def load() -> Embedder:
+        holder.append(InstrumentedEmbedder(load_embedder(tiny_model_dir), delay_s=0.3))
+        return holder[0]
+
+    config = EngineConfig(
+        max_batch_tokens=2,
+        max_batch_inputs=1,
+        max_queued_tokens=100_000,
+        max_queued_requests=100,
+        max_queue_wait_s=4.0,  # four requests' work at the rate below; patience 2 s
+        truncate_inputs=True,
+        tokenizer_threads=1,
+        torch_threads=1,
+        warmup=False,
+    )
+    engine = EmbeddingEngine(config, load=load)
+
+    async def main() -> list[float]:
+        engine.start()
+        while engine.state != "ready":
+            await asyncio.sleep(0.01)
+        tokens = (await engine.prepare([TEXT], token_ids=False, single=True)).token_count
+        engine._throughput.observe(tokens=tokens * 1000, seconds=1000.0)  # 1 s per request
+        try:
+            return await asyncio.gather(*(_embed(engine, f"r{n}") for n in range(8)))
+        finally:
+            await engine.stop(timeout=10)
+
+    seconds = asyncio.run(main())  # a 429 would raise QueueFullError here
+    assert len(seconds) == 8
+    assert len(engine.waiting_line) == 0

@@ -192,6 +192,8 @@ class Admission:
             except QueueFullError as exc:
                 if small or exc.reason != "queue_wait" or line.patience_s <= 0:
                     raise
+        else:
+            scheduler.step_aside(self._reservation)  # its estimate must not block those ahead
         ticket = line.join()
         give_up_at = self._clock() + line.patience_s
         try:

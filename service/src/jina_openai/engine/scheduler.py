@@ -220,6 +220,12 @@ class BatchScheduler:
             reservation.bytes = 0
             assert self._held_bytes >= 0
 
+    def step_aside(self, reservation: Reservation) -> None:
+        """The request waits in the engine's line (engine/waiting_line.py): its estimate and
+        slot are given back, as a refused `submit` does; its bytes stay held."""
+        with self._condition:
+            self._give_back_estimate(reservation)
+
     def submit(self, job: EmbeddingJob, *, reservation: Reservation | None = None) -> None:
         """Admit the job on its measured tokens; the reservation's estimate (and slot) is given
         back whatever the outcome, its bytes stay held until `release`."""
