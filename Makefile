@@ -25,7 +25,7 @@
 #                    writes docs/roo-load.md (ROO_LOAD_ARGS="--workspaces 1,2 --chunks 200 --model full-size")
 #   make scale-out   one embedding host vs two behind HAProxy (Debian's), each pinned to one core
 #                    (taskset), the same Roo index load through the proxy; writes docs/scale-out.md
-#                    (~6 min on 2 cores; SCALE_OUT_ARGS="--chunks 100 --out build/scale-out" smoke)
+#                    (~6 min on 2 cores; SCALE_OUT_ARGS="--chunks 120 --out build/scale-out": ~1 min)
 
 SHELL := /bin/bash
 .DEFAULT_GOAL := help

@@ -1,7 +1,7 @@
 """`make scale-out`: one embedding host vs two behind HAProxy, each host pinned to one core.
 
     python -m bench.scale_out --haproxy build/haproxy/root/usr/sbin/haproxy
-                              [--workspaces 2] [--chunks 2000] [--model minilm|full-size|DIR]
+                              [--workspaces 2] [--chunks 3500] [--model minilm|full-size|DIR]
                               [--dtype auto] [--cores 0,1] [--client-cores ""] [--out docs]
 
 Two phases in one run, on fresh servers each: (a) ONE host pinned to the first of `--cores`,
@@ -439,7 +439,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--haproxy", type=Path, required=True, help="the haproxy binary")
     parser.add_argument("--workspaces", type=int, default=2, help="Roo windows indexing at once")
-    parser.add_argument("--chunks", type=int, default=2000, help="per workspace")
+    parser.add_argument(
+        "--chunks", type=int, default=3500, help="per workspace (default: ~6 min with MiniLM)"
+    )
     parser.add_argument(
         "--batch-size",
         type=int,
