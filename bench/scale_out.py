@@ -57,6 +57,7 @@ from bench.roo_load import (
     Workspace,
     log_statuses,
     memtotal_mb,
+    model_settings,
     resolve_model,
     role_settings,
     scrape_statuses,
@@ -71,11 +72,13 @@ PHASES = (1, 2)  # hosts per phase: (a) one, (b) two
 
 
 def host_settings(args: argparse.Namespace) -> dict[str, str]:
-    """One host's environment: the role's defaults, 1 worker, the dtype asked for, then
-    `--set`. The same in both phases (the cache file is added per host)."""
+    """One host's environment: the role's defaults, 1 worker, what `make roo-load` sets for
+    the model (the full-size architecture's input cut), the dtype asked for, then `--set`.
+    The same in both phases (the cache file is added per host)."""
     return {
         **role_settings(memtotal_mb()),
         "JINA_OPENAI_WORKERS": "1",
+        **model_settings(args.model),
         "JINA_OPENAI_DTYPE": args.dtype,
         "MALLOC_ARENA_MAX": "2",  # what the role's unit sets
         **dict(item.split("=", 1) for item in args.set),
