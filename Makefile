@@ -23,6 +23,9 @@
 #                    load (~2 min, loopback); writes docs/dashboard.png (DASHBOARD_ARGS to change it)
 #   make roo-load    K Roo Code workspaces indexing at once (Roo's retries, 10 % rule) + searches;
 #                    writes docs/roo-load.md (ROO_LOAD_ARGS="--workspaces 1,2 --chunks 200 --model full-size")
+#   make scale-out   one embedding host vs two behind HAProxy (Debian's), each pinned to one core
+#                    (taskset), the same Roo index load through the proxy; writes docs/scale-out.md
+#                    (~6 min on 2 cores; SCALE_OUT_ARGS="--chunks 120 --out build/scale-out": ~1 min)
 
 SHELL := /bin/bash
 .DEFAULT_GOAL := help
@@ -38,7 +41,7 @@ export HF_HUB_OFFLINE := 1
 # $(call timed,NAME,COMMAND): run COMMAND, then print how long it took and its exit status.
 timed = @start=$$(date +%s); ( $(2) ); rc=$$?; echo "== $(1): $$(( $$(date +%s) - start ))s (exit $$rc)"; exit $$rc
 
-.PHONY: help prerequisites setup lint rules unit molecule test image wheelhouse demo demo-down bench bench-speed soak torture roo-load dashboard clean
+.PHONY: help prerequisites setup lint rules unit molecule test image wheelhouse demo demo-down bench bench-speed soak torture roo-load scale-out dashboard clean
 
 help:
 	@sed -n 's/^#   //p' $(firstword $(MAKEFILE_LIST))
@@ -151,6 +154,14 @@ dashboard: setup $(PROMTOOL) $(NODE_EXPORTER)
 
 roo-load: setup
 	$(call timed,roo-load,$(BIN)/python -m bench.roo_load $(ROO_LOAD_ARGS))
+
+# Loopback only, bounded (bench/scale_out.py). HAProxy as for `make dashboard`, but required here.
+SCALE_OUT_ARGS ?=
+scale-out: setup
+	$(call timed,scale-out,\
+	  haproxy=$$($(BIN)/python -c 'import sys; from tests.unit.stack_proxy.haproxy_binary import obtain; h = obtain(); print(h[0].binary if h[0] else ""); h[0] or sys.stderr.write(h[1] + "\n")'); \
+	  if [ -z "$$haproxy" ]; then echo "scale-out needs Debian's haproxy (tools/debian-binary.sh)" >&2; exit 1; fi; \
+	  $(BIN)/python -m bench.scale_out --haproxy $$haproxy $(SCALE_OUT_ARGS))
 
 clean:
 	rm -rf build .pytest_cache .ruff_cache

@@ -9,12 +9,13 @@ from __future__ import annotations
 
 import os
 import resource
+import shutil
 import signal
 import socket
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Collection, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -80,10 +81,13 @@ def serve(
     log: Path | None = None,
     app: str = OURS_APP,
     nofile: int | None = None,
+    cpus: Collection[int] | None = None,
 ) -> Iterator[RunningServer]:
     """Run `ours` (settings: extra environment; `app`: the gunicorn app, e.g. the torture's
     fault-injecting one) or `naive` until the block ends; `nofile`: RLIMIT_NOFILE (soft and
-    hard) of the server's processes."""
+    hard) of the server's processes; `cpus`: pin the whole process tree to these cores
+    (`taskset --cpu-list` execs the server pinned, so gunicorn's workers and every thread
+    inherit it; no preexec_fn, so servers may be started from several threads)."""
     port = free_port()
     if kind == "ours":
         command = ours_command(app)
@@ -104,6 +108,8 @@ def serve(
         env.update(settings or {})
     else:
         raise ValueError(kind)
+    if cpus is not None:
+        command = [_taskset(), "--cpu-list", ",".join(str(cpu) for cpu in sorted(cpus)), *command]
     output = open(log, "ab") if log is not None else subprocess.DEVNULL  # noqa: SIM115
     process = subprocess.Popen(
         command,
@@ -122,6 +128,13 @@ def serve(
         _stop(process)
         if log is not None:
             output.close()  # type: ignore[union-attr]
+
+
+def _taskset() -> str:
+    taskset = shutil.which("taskset")
+    if taskset is None:
+        raise RuntimeError("pinning a server to cores needs taskset (util-linux)")
+    return taskset
 
 
 def _limit_nofile(limit: int) -> Callable[[], None]:

@@ -32,6 +32,7 @@ from pathlib import Path
 import httpx
 import yaml
 
+from bench import haproxy
 from bench.corpus import code_chunks
 from bench.loadgen import ClientGroup, run_load
 from bench.servers import API_KEY, free_port, serve
@@ -101,35 +102,25 @@ def memory_textfile(directory: Path) -> None:
 
 
 def haproxy_config(ports: dict[str, int]) -> str:
-    """A plain-HTTP cut of roles/stack_proxy's haproxy.cfg: the same backends and checks."""
-    return f"""global
-    maxconn 2000
-defaults
-    mode http
-    timeout connect 5s
-    timeout client 300s
-    timeout server 300s
-frontend embeddings
-    bind 127.0.0.1:{ports["proxy_embeddings"]}
-    default_backend embeddings
-frontend qdrant
-    bind 127.0.0.1:{ports["proxy_qdrant"]}
-    default_backend qdrant
-backend embeddings
-    option httpchk
-    http-check send meth GET uri /ready ver HTTP/1.1 hdr Host demo
-    http-check expect status 200
-    server {INSTANCE} 127.0.0.1:{ports["embeddings"]} check inter 2s maxconn 256
-backend qdrant
-    option httpchk
-    http-check send meth GET uri /readyz ver HTTP/1.1 hdr Host demo
-    http-check expect status 200
-    server {INSTANCE} 127.0.0.1:{ports["qdrant"]} check inter 2s maxconn 64
-frontend stats
-    bind 127.0.0.1:{ports["haproxy_metrics"]}
-    no log
-    http-request use-service prometheus-exporter if {{ path /metrics }}
-"""
+    """A plain-HTTP cut of roles/stack_proxy's haproxy.cfg (bench/haproxy.py): the same
+    backends and checks, one server each."""
+    return haproxy.haproxy_config(
+        [
+            haproxy.Backend(
+                "embeddings",
+                ports["proxy_embeddings"],
+                "/ready",
+                (haproxy.Server(INSTANCE, ports["embeddings"], 256),),
+            ),
+            haproxy.Backend(
+                "qdrant",
+                ports["proxy_qdrant"],
+                "/readyz",
+                (haproxy.Server(INSTANCE, ports["qdrant"], 64),),
+            ),
+        ],
+        stats_port=ports["haproxy_metrics"],
+    )
 
 
 def prometheus_config(ports: dict[str, int]) -> dict[str, object]:
@@ -264,13 +255,12 @@ def demo(args: argparse.Namespace) -> None:
         if args.haproxy is not None:
             config = storage / "haproxy.cfg"
             config.write_text(haproxy_config(ports))
-            libs = args.haproxy.parents[2] / "usr/lib/x86_64-linux-gnu"
-            env = os.environ | {"LD_LIBRARY_PATH": str(libs)}
-            haproxy = stack.enter_context(
+            env = haproxy.haproxy_env(args.haproxy)
+            proxy = stack.enter_context(
                 process("haproxy", [str(args.haproxy), "-db", "-f", str(config)], log_dir, env=env)
             )
             metrics = f"http://127.0.0.1:{ports['haproxy_metrics']}/metrics"
-            wait_http("haproxy", metrics, haproxy, log_dir)
+            wait_http("haproxy", metrics, proxy, log_dir)
             embeddings_url = f"http://127.0.0.1:{ports['proxy_embeddings']}"
             qdrant_url = f"http://127.0.0.1:{ports['proxy_qdrant']}"
         (storage / "prometheus.yml").write_text(yaml.safe_dump(prometheus_config(ports)))
