@@ -381,6 +381,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     search_texts = [pair.query for pair in search_pairs(args.search_chunks)]
     report: dict[str, Any] = {
         "started": time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime()),
+        "name": args.name,
         "parameters": {
             "workspaces": args.workspaces,
             "chunks_per_workspace": args.chunks,

@@ -69,7 +69,10 @@ def render(report: dict[str, Any]) -> str:
         "Each workspace is one Roo window (bench/roo_client.py: Roo's scanner, embedder and "
         "global rate limit over the openai SDK with Node's retry rules). Command: "
         f'`make roo-load ROO_LOAD_ARGS="--workspaces {",".join(map(str, p["workspaces"]))} '
-        f'--chunks {p["chunks_per_workspace"]} --search-rate {p["search_rate_per_s"]:g}"`.',
+        f"--chunks {p['chunks_per_workspace']} --search-rate {p['search_rate_per_s']:g}"
+        + (f" --model {p['model']}" if p.get("model") and p["model"] != "minilm" else "")
+        + (f" --name {report['name']}" if report.get("name", "roo-load") != "roo-load" else "")
+        + '"`.',
         "",
     ]
     for run in report["runs"]:
