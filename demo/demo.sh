@@ -42,10 +42,12 @@ PY
 
 # stage NAME COMMAND...: one line per stage with its time; the output goes to the log file.
 log=$work/demo.log
+# (Its locals must not shadow the script's globals: bash scopes them dynamically, so a `name`
+# here would be the `$name` of the host in start_host.)
 stage() {
-  local name=$1 started=$SECONDS
+  local stage_label=$1 started=$SECONDS
   shift
-  printf 'demo: %-44s' "$name ..." >&2
+  printf 'demo: %-44s' "$stage_label ..." >&2
   if "$@" >>"$log" 2>&1; then
     printf '%4ss\n' "$((SECONDS - started))" >&2
   else
@@ -117,6 +119,7 @@ start_host() {  # (again if it is not running), then wait for systemd to finish 
     sleep 1
   done
   echo "systemd in $name did not finish booting in 60 s (state: $state)"
+  return 1
 }
 stage "host $name (podman, systemd)" start_host
 address=$(podman inspect --format '{{range .NetworkSettings.Networks}}{{.IPAddress}}{{end}}' "$name")
