@@ -15,6 +15,8 @@ here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 
 suite=${HOST_IMAGE_SUITE:-bookworm}
 mirror=${HOST_IMAGE_MIRROR:-http://deb.debian.org/debian}
+# A real Debian 12 host has the security suite too (roles pin its versions, e.g. HAProxy).
+security_mirror=${HOST_IMAGE_SECURITY_MIRROR:-http://deb.debian.org/debian-security}
 repository=${HOST_IMAGE_REPOSITORY:-localhost/jina-stack-testhost}
 # What a real Debian 12 host of ours has before Ansible touches it, plus what testinfra needs.
 packages=(
@@ -31,7 +33,7 @@ die() { echo "build-image: $*" >&2; exit 1; }
 
 image_name() {
   local key
-  key=$( { cat "${BASH_SOURCE[0]}"; echo "$suite $mirror ${packages[*]}"; } | sha256sum | cut -c1-12)
+  key=$( { cat "${BASH_SOURCE[0]}"; echo "$suite $mirror $security_mirror ${packages[*]}"; } | sha256sum | cut -c1-12)
   echo "$repository:$suite-$key"
 }
 
@@ -55,6 +57,7 @@ configure_rootfs() {
   cat >"$root/etc/apt/sources.list" <<SOURCES
 deb $mirror $suite main
 deb $mirror $suite-updates main
+deb $security_mirror $suite-security main
 SOURCES
   # Units that make no sense in a container and only slow the boot down.
   local unit

@@ -26,9 +26,8 @@ def team() -> Team:
 @pytest.fixture(scope="session")
 def addresses(team: Team) -> dict[str, str]:
     """Each host's one address on the scenario's podman network."""
-    names = [team.proxy, *team.embeddings, team.qdrant, team.workstation]
     out: dict[str, str] = {}
-    for name in names:
+    for name in team.hosts:
         addrs = run_probe(name, _ADDRESSES, {})
         assert len(addrs) == 1, f"{name} should have one address on the team network: {addrs}"
         out[name] = addrs[0]

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import shlex
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -35,12 +36,17 @@ def group_vars(group: str) -> dict[str, Any]:
 
 @dataclass(frozen=True)
 class Team:
-    """Inventory names: one proxy, the embedding hosts (sorted), Qdrant, the workstation."""
+    """Inventory names: one proxy, the embedding hosts, the Qdrant peers (sorted: the
+    first, qdrant-1, is the cluster's bootstrap peer), the workstation."""
 
     proxy: str
     embeddings: tuple[str, ...]
-    qdrant: str
+    qdrant: tuple[str, ...]
     workstation: str
+
+    @property
+    def hosts(self) -> tuple[str, ...]:
+        return (self.proxy, *self.embeddings, *self.qdrant, self.workstation)
 
     @classmethod
     def from_inventory(cls) -> Team:
@@ -50,21 +56,39 @@ class Team:
             return sorted(runner.get_hosts(name))
 
         (proxy,) = group("proxy")
-        (qdrant,) = group("qdrant")
         (workstation,) = group("workstations")
-        return cls(proxy, tuple(group("embeddings")), qdrant, workstation)
+        return cls(proxy, tuple(group("embeddings")), tuple(group("qdrant")), workstation)
 
 
 def host(name: str) -> Any:
     return testinfra.get_host(f"ansible://{name}", ansible_inventory=inventory_file())
 
 
-def _quote(text: str) -> str:
-    return "'" + text.replace("'", "'\"'\"'") + "'"
-
-
 def run_probe(name: str, script: str, args: dict[str, Any]) -> Any:
     """Run a python3 SCRIPT on host NAME with ARGS (JSON in argv[1]); return its JSON output."""
-    result = host(name).run(f"python3 -c {_quote(script)} {_quote(json.dumps(args))}")
+    result = host(name).run(f"python3 -c {shlex.quote(script)} {shlex.quote(json.dumps(args))}")
     assert result.rc == 0, f"probe on {name} failed (rc {result.rc}): {result.stderr}"
     return json.loads(result.stdout)
+
+
+# On any host: try a TCP connection to each (address, port); open, refused or timeout.
+_CONNECT = r"""
+import json, socket, sys
+out = []
+for address, port in json.loads(sys.argv[1])["targets"]:
+    try:
+        socket.create_connection((address, port), timeout=3).close()
+        out.append("open")
+    except ConnectionRefusedError:
+        out.append("refused")
+    except TimeoutError:
+        out.append("timeout")
+    except OSError as e:
+        out.append(repr(e))
+print(json.dumps(out))
+"""
+
+
+def connect(name: str, targets: list[tuple[str, int]]) -> list[str]:
+    """From host NAME, try each (address, port): "open", "refused", "timeout" or the error."""
+    return run_probe(name, _CONNECT, {"targets": targets})

@@ -11,7 +11,7 @@ so it is the firewall and not a missing listener), and the drop rule's counter s
 from __future__ import annotations
 
 import pytest
-from teamhosts import Team, run_probe
+from teamhosts import Team, connect, run_probe
 
 EMBEDDINGS_PORT = 4000
 QDRANT_PORT = 6333
@@ -28,30 +28,9 @@ print(json.dumps({"ss": ss, "nft_rc": nft.returncode, "nft": json.loads(nft.stdo
                   "nft_err": nft.stderr}))
 """
 
-# On any host: try a TCP connection to each (address, port); open, refused or timeout.
-_CONNECT = r"""
-import json, socket, sys
-out = []
-for address, port in json.loads(sys.argv[1])["targets"]:
-    try:
-        socket.create_connection((address, port), timeout=3).close()
-        out.append("open")
-    except ConnectionRefusedError:
-        out.append("refused")
-    except TimeoutError:
-        out.append("timeout")
-    except OSError as e:
-        out.append(repr(e))
-print(json.dumps(out))
-"""
-
 
 def listening(name: str, port: int, table: str) -> dict:
     return run_probe(name, _LISTENING, {"port": port, "table": table})
-
-
-def connect(name: str, targets: list[tuple[str, int]]) -> list[str]:
-    return run_probe(name, _CONNECT, {"targets": targets})
 
 
 def allowed_set(nft: dict) -> list[str]:
@@ -60,19 +39,35 @@ def allowed_set(nft: dict) -> list[str]:
     return sorted(found.get("elem", []))
 
 
-def drop_counter(nft: dict) -> int:
+def drop_counter(nft: dict, port: int) -> int:
+    """Packets counted by the rule that drops PORT (a Qdrant peer has a second drop rule, for
+    its cluster p2p port)."""
     (rule,) = [
         item["rule"]
         for item in nft["nftables"]
-        if "rule" in item and any("drop" in expr for expr in item["rule"]["expr"])
+        if "rule" in item
+        and any("drop" in expr for expr in item["rule"]["expr"])
+        and port in dports(item["rule"])
     ]
     (counter,) = [expr["counter"] for expr in rule["expr"] if "counter" in expr]
     return counter["packets"]
 
 
+def dports(rule: dict) -> list[int]:
+    """The TCP destination ports a rule matches (one port or a set of them)."""
+    out: list[int] = []
+    for expr in rule["expr"]:
+        match = expr.get("match", {})
+        if match.get("left", {}).get("payload", {}).get("field") == "dport":
+            right = match["right"]
+            out += right["set"] if isinstance(right, dict) and "set" in right else [right]
+    return out
+
+
 def drops(backends: list[tuple[str, int, str]]) -> dict[str, int]:
     return {
-        name: drop_counter(listening(name, port, table)["nft"]) for name, port, table in backends
+        name: drop_counter(listening(name, port, table)["nft"], port)
+        for name, port, table in backends
     }
 
 
@@ -80,7 +75,7 @@ def drops(backends: list[tuple[str, int, str]]) -> dict[str, int]:
 def backends(team: Team) -> list[tuple[str, int, str]]:
     """(host, port, nftables table) of every proxied backend."""
     return [(name, EMBEDDINGS_PORT, "jina_embeddings") for name in team.embeddings] + [
-        (team.qdrant, QDRANT_PORT, "qdrant")
+        (name, QDRANT_PORT, "qdrant") for name in team.qdrant
     ]
 
 
@@ -105,14 +100,18 @@ def test_the_proxy_reaches_every_backend(backends, addresses, team: Team):
 
 def test_other_hosts_are_dropped(backends, addresses, team: Team):
     first, second = team.embeddings
+    qdrant_1, qdrant_2 = team.qdrant
     before = drops(backends)
-    # From the Qdrant host, the workstation and the other embedding host: nothing gets through.
+    # From a Qdrant peer, the workstation and the other embedding host: nothing gets through,
+    # and a Qdrant peer does not reach the other's HTTP port either (only its p2p port).
     embed_1, embed_2 = (addresses[first], EMBEDDINGS_PORT), (addresses[second], EMBEDDINGS_PORT)
-    qdrant = (addresses[team.qdrant], QDRANT_PORT)
+    qdrant_http_1 = (addresses[qdrant_1], QDRANT_PORT)
+    qdrant_http_2 = (addresses[qdrant_2], QDRANT_PORT)
     cases = [
-        (team.qdrant, [embed_1, embed_2]),
-        (team.workstation, [embed_1, qdrant]),
-        (second, [embed_1, qdrant]),
+        (qdrant_1, [embed_1, embed_2, qdrant_http_2]),
+        (qdrant_2, [qdrant_http_1]),
+        (team.workstation, [embed_1, qdrant_http_2]),
+        (second, [embed_1, qdrant_http_1]),
     ]
     for source, targets in cases:
         assert connect(source, targets) == ["timeout"] * len(targets), source

@@ -1,18 +1,154 @@
-"""Qdrant's distributed mode in the team scenario: NOT WIRED YET.
+"""Qdrant's distributed mode in the team scenario, as far as the test stand-in can show it.
 
-TODO(issue 17, item 2 + 3): once roles/qdrant has its cluster variables
-(`qdrant_cluster_enabled` and the rest, from the "qcluster" branch), give the scenario a
-second Qdrant host (group qdrant, `stack_proxy_qdrant_cluster: true`) and assert here what the
-stand-in cannot show by running a cluster (it runs one node and only warns about
-`cluster.enabled`, tests/qdrant-standin/qdrant.py):
+The stand-in runs one node each and ignores the cluster keys and flags (it says so in its log
+and tests/qdrant-standin/README.md), so no Raft cluster forms here. What roles/qdrant set up
+for one is checked on the two peers instead:
 
-- the rendered config: `cluster.enabled`, the p2p port, `storage.collection.replication_factor`
-  and `write_consistency_factor`, one API key on every node;
-- the unit's flags and join order: the first node with `--uri`, the others with `--bootstrap`
-  pointing at it, started only after the first is ready;
-- the firewall: the p2p port open between the peers only (nft table on each node), the HTTP
-  port only from the proxy (as test_backend_firewall.py checks for one node);
-- HAProxy: both Qdrant servers in the `qdrant` backend.
-
-Until then this module holds no tests.
+- the rendered configuration: `cluster.enabled`, the p2p port, consensus settings, and the
+  server-wide collection defaults that make the collections Roo Code creates replicated;
+  one API key on every peer;
+- the running process's flags: qdrant-1 (the bootstrap peer) with `--uri` only, qdrant-2 with
+  `--bootstrap` pointing at qdrant-1 and its own `--uri`; and the join order: qdrant-2 was first
+  started only after qdrant-1 listened;
+- the firewall: the p2p port admits the other peer only (from it the connection is refused,
+  since the stand-in has no p2p listener; from anyone else it is dropped);
+- HAProxy: both peers in the `qdrant` backend;
+- playbooks/verify.yml's cluster play says plainly that it skipped the /cluster check.
 """
+
+from __future__ import annotations
+
+import os
+import subprocess
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+from teamhosts import Team, connect, group_vars, host, run_probe
+
+PROJECT = Path(os.environ.get("MOLECULE_PROJECT_DIRECTORY", Path(__file__).resolve().parents[3]))
+P2P_PORT = 6335
+CONFIG_FILE = "/etc/qdrant/config.yaml"
+
+# On a peer: the running Qdrant's argv and API keys (from its environment), its nftables table,
+# and when its unit first started and first listened (journal, realtime microseconds).
+_PEER = r"""
+import json, subprocess
+def run(*cmd):
+    return subprocess.run(cmd, capture_output=True, text=True, check=True).stdout
+pid = run("systemctl", "show", "qdrant.service", "-p", "MainPID", "--value").strip()
+argv = open(f"/proc/{pid}/cmdline", "rb").read().decode().rstrip("\0").split("\0")
+environ = open(f"/proc/{pid}/environ", "rb").read().decode().split("\0")
+keys = sorted(e for e in environ if e.startswith("QDRANT__SERVICE__") and "API_KEY=" in e)
+journal = [json.loads(line) for line in
+           run("journalctl", "-u", "qdrant.service", "-o", "json", "--no-pager").splitlines()]
+def first(prefix):
+    times = [int(e["__REALTIME_TIMESTAMP"]) for e in journal if prefix in str(e.get("MESSAGE"))]
+    return min(times) if times else None
+nft = json.loads(run("nft", "-j", "list", "table", "inet", "qdrant"))
+print(json.dumps({"argv": argv, "keys": keys, "nft": nft,
+                  "started": first("Started qdrant.service"),
+                  "listening": first("Qdrant HTTP listening"),
+                  "ignored": [str(e.get("MESSAGE")) for e in journal
+                              if "ignored" in str(e.get("MESSAGE"))]}))
+"""
+
+
+@pytest.fixture(scope="module")
+def peers(team: Team) -> dict[str, dict[str, Any]]:
+    out = {}
+    for name in team.qdrant:
+        state = run_probe(name, _PEER, {})
+        state["config"] = yaml.safe_load(host(name).file(CONFIG_FILE).content_string)
+        out[name] = state
+    return out
+
+
+def flag(argv: list[str], name: str) -> str | None:
+    return argv[argv.index(name) + 1] if name in argv else None
+
+
+def peer_set(nft: dict) -> list[str]:
+    (found,) = [i["set"] for i in nft["nftables"] if "set" in i and i["set"]["name"] == "peers_v4"]
+    return sorted(found.get("elem", []))
+
+
+def test_every_peer_runs_the_cluster_configuration(peers):
+    qvars = group_vars("qdrant")
+    for name, state in peers.items():
+        config = state["config"]
+        assert config["cluster"]["enabled"] is True, name
+        assert config["cluster"]["p2p"]["port"] == P2P_PORT, name
+        assert config["cluster"]["consensus"]["tick_period_ms"] > 0, name
+        # Roo Code creates its collections with no shard or replica settings: these apply.
+        assert config["storage"]["collection"] == {
+            "replication_factor": 2,
+            "write_consistency_factor": 1,
+        }, name
+        assert state["keys"] == [
+            f"QDRANT__SERVICE__API_KEY={qvars['qdrant_api_key']}",
+            f"QDRANT__SERVICE__READ_ONLY_API_KEY={qvars['qdrant_read_only_api_key']}",
+        ], name
+
+
+def test_the_first_peer_bootstraps_and_the_second_joins_it(peers, team: Team, addresses):
+    first, second = team.qdrant
+    first_uri = f"http://{addresses[first]}:{P2P_PORT}"
+    assert flag(peers[first]["argv"], "--uri") == first_uri
+    assert flag(peers[first]["argv"], "--bootstrap") is None
+    assert flag(peers[second]["argv"], "--uri") == f"http://{addresses[second]}:{P2P_PORT}"
+    assert flag(peers[second]["argv"], "--bootstrap") == first_uri
+    # The stand-in says that it ignores them (one node each).
+    assert any("--bootstrap" in line for line in peers[second]["ignored"]), peers[second]["ignored"]
+
+
+def test_the_second_peer_started_only_after_the_first_listened(peers, team: Team):
+    first, second = team.qdrant
+    assert peers[first]["listening"] is not None, "qdrant-1 never logged that it listened"
+    assert peers[second]["started"] is not None, "no start of qdrant-2 in its journal"
+    assert peers[second]["started"] > peers[first]["listening"]
+
+
+def test_the_p2p_port_admits_only_the_other_peer(peers, team: Team, addresses):
+    first, second = team.qdrant
+    assert peer_set(peers[first]["nft"]) == [addresses[second]]
+    assert peer_set(peers[second]["nft"]) == [addresses[first]]
+    # From the other peer the firewall lets it through (nothing listens: refused); from the
+    # proxy and the workstation it is dropped (timeout).
+    assert connect(second, [(addresses[first], P2P_PORT)]) == ["refused"]
+    assert connect(first, [(addresses[second], P2P_PORT)]) == ["refused"]
+    for source in (team.proxy, team.workstation):
+        targets = [(addresses[first], P2P_PORT), (addresses[second], P2P_PORT)]
+        assert connect(source, targets) == ["timeout", "timeout"], source
+
+
+def test_the_proxy_has_both_peers_in_its_qdrant_backend(team: Team):
+    cfg = host(team.proxy).file("/etc/haproxy/haproxy.cfg").content_string
+    backend = cfg.split("backend qdrant", 1)[1].split("\nbackend ", 1)[0].split("\nfrontend ", 1)[0]
+    lines = [line.split() for line in backend.splitlines()]
+    servers = [words[1] for words in lines if words and words[0] == "server"]
+    assert servers == list(team.qdrant)
+    assert "balance first" in backend  # molecule.yml: the stand-ins do not share data
+
+
+def test_verify_playbook_says_it_skipped_the_cluster_check(team: Team):
+    inventory = Path(os.environ["MOLECULE_INVENTORY_FILE"]).parent
+    result = subprocess.run(
+        [
+            "ansible-playbook",
+            "-i",
+            str(inventory),
+            str(PROJECT / "playbooks/verify.yml"),
+            "--limit",
+            ",".join(team.qdrant),
+        ],
+        capture_output=True,
+        text=True,
+        check=False,
+        env={**os.environ, "ANSIBLE_ROLES_PATH": str(PROJECT / "roles"), "ANSIBLE_NOCOLOR": "1"},
+    )
+    assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-2000:]
+    said = " ".join(result.stdout.split())  # the callback may wrap a long message
+    skipped = said.count("skipped: the test stand-in cannot form a cluster")
+    assert skipped == len(team.qdrant), said[-4000:]
