@@ -104,15 +104,17 @@ image: prerequisites
 wheelhouse: setup
 	$(call timed,wheelhouse,$(BIN)/python tools/build-wheelhouse.py)
 
-# The scenarios CI runs. molecule/team (proxy + two embedding hosts + Qdrant) is not in it yet:
-# HAProxy does not start in its test container (molecule/team/README.md); SCENARIO=team runs it.
-MOLECULE_SCENARIOS := default qdrant-upgrade
+# The scenarios CI runs, one after the other (two cores: in parallel they only slow each other
+# down); each one's time is printed as "== molecule NAME: Ns".
+MOLECULE_SCENARIOS := default qdrant-upgrade team
 molecule: setup image wheelhouse
 	$(call timed,molecule,\
 	  export MOLECULE_TEST_IMAGE=$$(tests/host-image/build-image.sh --name) && \
 	  export PATH=$(CURDIR)/$(BIN):$$PATH && \
 	  for scenario in $(or $(SCENARIO),$(MOLECULE_SCENARIOS)); do \
-	    molecule test -s $$scenario || exit 1; done)
+	    start=$$(date +%s); molecule test -s $$scenario; rc=$$?; \
+	    echo "== molecule $$scenario: $$(( $$(date +%s) - start ))s (exit $$rc)"; \
+	    [ $$rc -eq 0 ] || exit $$rc; done)
 
 test: lint unit molecule
 

@@ -125,7 +125,7 @@ def test_the_p2p_port_admits_only_the_other_peer(peers, team: Team, addresses):
 
 def test_the_proxy_has_both_peers_in_its_qdrant_backend(team: Team):
     cfg = host(team.proxy).file("/etc/haproxy/haproxy.cfg").content_string
-    backend = cfg.split("backend qdrant", 1)[1].split("\nbackend ", 1)[0].split("\nfrontend ", 1)[0]
+    backend = cfg.split("\nbackend qdrant\n", 1)[1].split("\nfrontend ", 1)[0]
     lines = [line.split() for line in backend.splitlines()]
     servers = [words[1] for words in lines if words and words[0] == "server"]
     assert servers == list(team.qdrant)

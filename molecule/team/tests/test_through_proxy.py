@@ -55,7 +55,8 @@ model = args["model"]
 out["embed"] = call(emb, "POST", "/embeddings", auth, {"model": model, "input": inputs})
 out["embed_no_key"] = call(emb, "POST", "/embeddings", None, {"model": model, "input": ["x"]})
 out["models"] = call(emb, "GET", "/models", auth)
-out["metrics_denied"] = call(emb, "GET", "/metrics", auth)
+# The service serves its metrics at /metrics (not under /v1): the proxy refuses that path.
+out["metrics_denied"] = call(emb.removesuffix("/v1"), "GET", "/metrics", auth)
 out["system_cas_only"] = call(emb, "GET", "/models", auth, context=ssl.create_default_context())
 vector = (out["embed"].get("json") or {}).get("data", [{}])[0].get("embedding")
 c = "/collections/" + args["collection"]
