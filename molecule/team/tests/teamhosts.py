@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import shlex
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -59,12 +60,8 @@ def host(name: str) -> Any:
     return testinfra.get_host(f"ansible://{name}", ansible_inventory=inventory_file())
 
 
-def _quote(text: str) -> str:
-    return "'" + text.replace("'", "'\"'\"'") + "'"
-
-
 def run_probe(name: str, script: str, args: dict[str, Any]) -> Any:
     """Run a python3 SCRIPT on host NAME with ARGS (JSON in argv[1]); return its JSON output."""
-    result = host(name).run(f"python3 -c {_quote(script)} {_quote(json.dumps(args))}")
+    result = host(name).run(shlex.join(["python3", "-c", script, json.dumps(args)]))
     assert result.rc == 0, f"probe on {name} failed (rc {result.rc}): {result.stderr}"
     return json.loads(result.stdout)
