@@ -4,7 +4,7 @@
         def do_GET(self) -> None:
             self.send_json(200, {"status": "ready"})
 
-    with FakeHttp(Service) as server:
+    with serve(Service) as server:
         ... server.url ...
 
 The server runs in a daemon thread on a free port and is shut down on leaving the block.
@@ -12,10 +12,12 @@ The server runs in a daemon thread on a free port and is shut down on leaving th
 
 from __future__ import annotations
 
+import contextlib
 import json
 import threading
+from collections.abc import Iterator
+from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from types import TracebackType
 from typing import Any
 
 
@@ -44,31 +46,28 @@ class JsonHandler(BaseHTTPRequestHandler):
         return json.loads(self.rfile.read(length)) if length else None
 
 
-class FakeHttp:
-    """HANDLER served on 127.0.0.1 at a free port; `url` is its base URL.
+@dataclass(frozen=True)
+class Served:
+    server: ThreadingHTTPServer
+    port: int
+    url: str  # http://127.0.0.1:PORT
+
+
+@contextlib.contextmanager
+def serve(handler: type[BaseHTTPRequestHandler], quiet_errors: bool = False) -> Iterator[Served]:
+    """HANDLER served on 127.0.0.1 at a free port while the block runs.
 
     quiet_errors: a client that gives up before the answer (a timeout test) is expected, so
     the broken pipe is not printed.
     """
-
-    def __init__(self, handler: type[BaseHTTPRequestHandler], quiet_errors: bool = False) -> None:
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
-        self.server.daemon_threads = True
-        if quiet_errors:
-            self.server.handle_error = lambda request, client_address: None  # type: ignore[method-assign]
-        self.port = self.server.server_address[1]
-        self.url = f"http://127.0.0.1:{self.port}"
-        self._thread = threading.Thread(target=self.server.serve_forever, daemon=True)
-
-    def __enter__(self) -> FakeHttp:
-        self._thread.start()
-        return self
-
-    def __exit__(
-        self,
-        kind: type[BaseException] | None,
-        error: BaseException | None,
-        trace: TracebackType | None,
-    ) -> None:
-        self.server.shutdown()
-        self.server.server_close()
+    server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    server.daemon_threads = True
+    if quiet_errors:
+        server.handle_error = lambda request, client_address: None  # type: ignore[method-assign]
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    port = server.server_address[1]
+    try:
+        yield Served(server, port, f"http://127.0.0.1:{port}")
+    finally:
+        server.shutdown()
+        server.server_close()

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import molecule_helpers
 import pytest
-from fake_http import FakeHttp, JsonHandler
+from fake_http import JsonHandler, serve
 from molecule_helpers import (
     PROBES,
     ansible_playbook,
@@ -249,7 +249,7 @@ def test_every_probe_is_python() -> None:
 
 def test_the_http_probe_answers_in_order() -> None:
     host = LocalHost()
-    with FakeHttp(Answers) as server:
+    with serve(Answers) as server:
         answers = http_answers(
             host,
             [

@@ -25,10 +25,8 @@ for method, url, headers, body in requests:
         answers.append([0, ""])
         continue
     data = json.dumps(body).encode() if body is not None else None
-    req = urllib.request.Request(url, method=method, data=data)
-    req.add_header("content-type", "application/json")
-    for name, value in headers.items():
-        req.add_header(name, value)
+    headers = {"content-type": "application/json", **headers}
+    req = urllib.request.Request(url, method=method, data=data, headers=headers)
     try:
         with urllib.request.urlopen(req, timeout=timeout) as resp:
             status, raw = resp.status, resp.read()
