@@ -44,18 +44,13 @@ def run_local_playbook(
     command = [str(BIN / "ansible-playbook"), "-i", inventory, str(playbook)]
     if extra_vars is not None:
         command += ["-e", json.dumps(extra_vars)]
+    environment = {"PATH": f"{BIN}:/usr/bin:/bin", "HOME": str(workdir), **(env or {})}
+    environment.update(
+        ANSIBLE_ROLES_PATH=str(REPO / "roles"),
+        ANSIBLE_NOCOLOR="1",
+        ANSIBLE_LOCALHOST_WARNING="false",
+        ANSIBLE_RETRY_FILES_ENABLED="false",
+    )
     return subprocess.run(
-        [*command, *args],
-        capture_output=True,
-        text=True,
-        check=False,
-        cwd=workdir,
-        env={"PATH": f"{BIN}:/usr/bin:/bin", "HOME": str(workdir)}
-        | dict(env or {})
-        | {
-            "ANSIBLE_ROLES_PATH": str(REPO / "roles"),
-            "ANSIBLE_NOCOLOR": "1",
-            "ANSIBLE_LOCALHOST_WARNING": "false",
-            "ANSIBLE_RETRY_FILES_ENABLED": "false",
-        },
+        [*command, *args], capture_output=True, text=True, check=False, cwd=workdir, env=environment
     )
