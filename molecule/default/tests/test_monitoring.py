@@ -9,17 +9,14 @@ without error, and the stack's textfile metrics served by the node exporter.
 from __future__ import annotations
 
 import json
-import os
-import shlex
 import time
 import urllib.parse
-from pathlib import Path
 from typing import Any
 
 import pytest
 import yaml
+from molecule_helpers import PROJECT, http_answers
 
-PROJECT = Path(os.environ.get("MOLECULE_PROJECT_DIRECTORY", Path(__file__).resolve().parents[3]))
 RULES = sorted((PROJECT / "roles/monitoring/files/rules").glob("*.yml"))
 PROMETHEUS = "http://127.0.0.1:9090"
 NODE = "http://127.0.0.1:9100/metrics"
@@ -28,11 +25,9 @@ NEVER = "0001-01-01T00:00:00Z"
 
 
 def get(host: Any, url: str) -> str:
-    script = (
-        "import sys, urllib.request; "
-        f"sys.stdout.write(urllib.request.urlopen({url!r}, timeout=10).read().decode())"
-    )
-    return host.check_output(f"python3 -c {shlex.quote(script)}")
+    [(status, text)] = http_answers(host, [("GET", url, {}, None)], timeout=10, decode_json=False)
+    assert status == 200, (url, status, text)
+    return text
 
 
 def api(host: Any, path: str) -> Any:

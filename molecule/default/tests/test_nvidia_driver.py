@@ -9,22 +9,14 @@ yet) and with a branch Debian 12 does not package: none of them may change the h
 from __future__ import annotations
 
 import json
-import os
 import re
 import subprocess
-from pathlib import Path
 
-PROJECT = Path(os.environ.get("MOLECULE_PROJECT_DIRECTORY", Path(__file__).resolve().parents[3]))
+from molecule_helpers import ansible_playbook, recap_changed
+from nvidia_fact.answers import NO_GPU
+
 FACT_FILE = "/etc/ansible/facts.d/nvidia.fact"
 SOURCES_FILE = "/etc/apt/sources.list.d/nvidia-driver-non-free.sources"
-NO_GPU = {
-    "gpu_count": 0,
-    "devices": [],
-    "driver_loaded": False,
-    "driver_version": None,
-    "nouveau_loaded": False,
-    "nvidia_smi": None,
-}
 # Debian 12's driver, its libraries and firmware, and what DKMS would need.
 DRIVER_PACKAGES = [
     "nvidia-*",
@@ -37,23 +29,9 @@ DRIVER_PACKAGES = [
 ]
 
 
-def run_playbook(*args: str, tags: str = "nvidia_driver") -> subprocess.CompletedProcess:
-    """The role's play from site.yml against the scenario's inventory.
-
-    Molecule passes its inventory directory (hosts plus group_vars) to ansible-playbook on the
-    command line, not through ansible.cfg: name it here the same way.
-    """
-    inventory = Path(os.environ["MOLECULE_INVENTORY_FILE"]).parent
-    env = {"ANSIBLE_ROLES_PATH": str(PROJECT / "roles"), **os.environ}
-    env.update(ANSIBLE_FORCE_COLOR="0", ANSIBLE_NOCOLOR="1")  # plain recap lines to count
-    playbook = str(PROJECT / "playbooks/site.yml")
-    return subprocess.run(
-        ["ansible-playbook", "-i", str(inventory), playbook, "--tags", tags, *args],
-        capture_output=True,
-        text=True,
-        check=False,
-        env=env,
-    )
+def run_playbook(*args: str, tags: str = "nvidia_driver") -> subprocess.CompletedProcess[str]:
+    """The role's play from site.yml against the scenario's inventory."""
+    return ansible_playbook("site.yml", *args, tags=tags)
 
 
 def flat(output: str) -> str:
@@ -61,8 +39,8 @@ def flat(output: str) -> str:
     return " ".join(output.split())
 
 
-def recap_changed(output: str) -> int:
-    return sum(int(n) for n in re.findall(r"\bchanged=(\d+)", output.split("PLAY RECAP", 1)[-1]))
+def changed(result: subprocess.CompletedProcess[str]) -> int:
+    return recap_changed(result, role="nvidia_driver")
 
 
 def assert_untouched(host):
@@ -109,8 +87,7 @@ def test_no_non_free_sources(host):
 
 def test_check_mode_changes_nothing(host):
     result = run_playbook("--check")
-    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-2000:]
-    assert recap_changed(result.stdout) == 0, result.stdout[-3000:]
+    assert changed(result) == 0, result.stdout[-3000:]
     assert "0 NVIDIA GPU(s)" in result.stdout
     assert "no driver installed, no package sources changed" in flat(result.stdout)
     # With the fact installed, detection reads ansible_local and does not run the script.
@@ -123,10 +100,9 @@ def test_check_mode_changes_nothing(host):
 def test_forced_install_in_check_mode_writes_nothing(host):
     """nvidia_driver_force walks the Debian install path; check mode must leave no trace."""
     result = run_playbook("--check", "-e", "nvidia_driver_force=true")
-    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-2000:]
     # The sources file would be written; the package step waits for its index.
+    assert changed(result) >= 1, result.stdout[-3000:]
     assert "Enable contrib, non-free and non-free-firmware" in result.stdout
-    assert recap_changed(result.stdout) >= 1, result.stdout[-3000:]
     assert "nvidia_driver_force installed the driver" in flat(result.stdout)
     assert "a real run writes it, updates the index and installs them" in flat(result.stdout)
     assert_untouched(host)
@@ -151,9 +127,8 @@ def test_check_mode_on_a_host_without_the_fact_file(host):
     host.run_expect([0], f"rm -f {FACT_FILE}")
     try:
         result = run_playbook("--check", tags="nvidia_driver_verify")
-        assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-2000:]
+        assert changed(result) == 1, result.stdout[-3000:]  # the fact file
         assert "0 NVIDIA GPU(s)" in result.stdout
-        assert recap_changed(result.stdout) == 1, result.stdout[-3000:]  # the fact file
         assert re.search(
             r"TASK \[nvidia_driver : Run the detection script directly\][^\n]*\n([^\n]*\n)?ok:",
             result.stdout,
@@ -161,8 +136,7 @@ def test_check_mode_on_a_host_without_the_fact_file(host):
         assert not host.file(FACT_FILE).exists
     finally:
         restored = run_playbook()
-    assert restored.returncode == 0, restored.stdout[-3000:]
-    assert recap_changed(restored.stdout) == 1
+    assert changed(restored) == 1
     assert json.loads(host.check_output(FACT_FILE)) == NO_GPU
 
 

@@ -3,25 +3,22 @@
 The scenario installs the Qdrant stand-in through the offline variables
 (qdrant_archive_src + qdrant_archive_sha256) and sets an API key and a
 read-only key. Commands reach the host through Ansible (slow per call), so the
-host's state is collected once by a small python3 script and the tests assert
-on that. Tests run in file order: the last ones write data, restart, re-converge
-the host with the qdrant role (data must survive, nothing may change), run it in
-check mode (nothing may change), and offer a tarball whose checksum does not match.
+host's state is collected once by a small python3 script
+(molecule/resources/tests/probes/qdrant_state.py) and the tests assert on that.
+Tests run in file order: the last ones write data, restart, re-converge the host
+with the qdrant role (data must survive, nothing may change), run it in check
+mode (nothing may change), and offer a tarball whose checksum does not match.
 """
 
 from __future__ import annotations
 
 import json
-import os
 import re
-import shlex
-import subprocess
-from pathlib import Path
 
 import pytest
 import yaml
+from molecule_helpers import PROJECT, ansible_playbook, http_answers, recap_changed, run_probe
 
-PROJECT = Path(os.environ.get("MOLECULE_PROJECT_DIRECTORY", Path(__file__).resolve().parents[3]))
 ROLE_VARS = yaml.safe_load((PROJECT / "roles/qdrant/vars/main.yml").read_text())
 BASE_URL = "http://127.0.0.1:6333"
 COLLECTION = "molecule_qdrant_role"
@@ -36,116 +33,20 @@ PATHS = [
     "/usr/local/bin/qdrant",
 ]
 
-# Runs on the host (python3 is there; curl may not be): everything the file,
-# unit and process tests look at, in one round trip.
-_COLLECT = r"""
-import grp, json, os, pwd, re, subprocess, sys
-def run(*cmd):
-    p = subprocess.run(cmd, capture_output=True, text=True)
-    return {"rc": p.returncode, "out": p.stdout.strip(), "err": p.stderr.strip()}
-paths = json.loads(sys.argv[1])
-stat = {}
-for path in paths:
-    try:
-        st = os.lstat(path)
-    except FileNotFoundError:
-        continue
-    stat[path] = {
-        "user": pwd.getpwuid(st.st_uid).pw_name,
-        "group": grp.getgrgid(st.st_gid).gr_name,
-        "mode": st.st_mode & 0o7777,
-        "link": os.readlink(path) if os.path.islink(path) else None,
-    }
-shown = run("systemctl", "show", "--all", "qdrant.service")["out"].splitlines()
-show = dict(line.split("=", 1) for line in shown)
-security = run("systemd-analyze", "security", "--no-pager", "qdrant.service")["out"]
-meminfo = open("/proc/meminfo").read()
-pw = pwd.getpwnam("qdrant")
-print(json.dumps({
-    "stat": stat,
-    "show": show,
-    "user": {"uid": pw.pw_uid, "shell": pw.pw_shell, "group": grp.getgrgid(pw.pw_gid).gr_name},
-    "memtotal_kb": int(re.search(r"MemTotal:\s+(\d+)", meminfo).group(1)),
-    "version": run("/usr/local/bin/qdrant", "--version")["out"],
-    "config": open("/etc/qdrant/config.yaml").read(),
-    "env": open("/etc/qdrant/qdrant.env").read(),
-    "enabled": run("systemctl", "is-enabled", "qdrant.service")["out"],
-    "active": run("systemctl", "is-active", "qdrant.service")["out"],
-    "main_user": run("ps", "-o", "user=", "-p", show.get("MainPID", "0"))["out"],
-    "listen": run("ss", "-Hltn")["out"].splitlines(),
-    "verify": run("systemd-analyze", "verify", "--man=no", "/etc/systemd/system/qdrant.service"),
-    "security": security.splitlines()[-1:],
-}))
-"""
 
-# Runs on the host: a list of HTTP requests, answered with [status, body] each.
-_HTTP = r"""
-import json, sys, time, urllib.error, urllib.request
-base, requests = sys.argv[1], json.loads(sys.argv[2])
-answers = []
-for method, path, key, body in requests:
-    if method == "WAIT":
-        for _ in range(120):
-            try:
-                urllib.request.urlopen(base + "/readyz", timeout=2)
-                break
-            except Exception:
-                time.sleep(0.5)
-        answers.append([0, None])
-        continue
-    req = urllib.request.Request(base + path, method=method,
-                                 data=json.dumps(body).encode() if body is not None else None)
-    req.add_header("content-type", "application/json")
-    if key:
-        req.add_header("api-key", key)
-    try:
-        with urllib.request.urlopen(req, timeout=10) as resp:
-            status, raw = resp.status, resp.read()
-    except urllib.error.HTTPError as err:
-        status, raw = err.code, err.read()
-    try:
-        answers.append([status, json.loads(raw)])
-    except ValueError:
-        answers.append([status, raw.decode("utf-8", "replace")])
-print(json.dumps(answers))
-"""
-
-
-def on_host(host, script: str, *args: str) -> object:
-    cmd = "python3 -c " + " ".join(shlex.quote(a) for a in (script, *args))
-    return json.loads(host.check_output(cmd))
-
-
-def http(host, *requests: tuple) -> list:
+def http(host, *requests: tuple) -> list[tuple[int, object]]:
     """requests: (method, path, api_key, json_body) tuples, or ("WAIT",) for /readyz."""
-    normalized = [list(r) + [""] * (4 - len(r)) if len(r) < 4 else list(r) for r in requests]
-    for r in normalized:
-        r[3] = r[3] if r[3] != "" else None
-    return on_host(host, _HTTP, BASE_URL, json.dumps(normalized))
+    made = []
+    for method, path, key, body in (tuple(r) + (None,) * (4 - len(r)) for r in requests):
+        if method == "WAIT":
+            made.append(("WAIT", BASE_URL + "/readyz", {}, None))
+        else:
+            made.append((method, BASE_URL + path, {"api-key": key} if key else {}, body))
+    return http_answers(host, made, timeout=10)
 
 
 def count_request(key: str) -> tuple:
     return ("POST", f"/collections/{COLLECTION}/points/count", key, {"exact": True})
-
-
-def run_playbook(*args: str) -> subprocess.CompletedProcess:
-    """ansible-playbook on the scenario's host, with molecule's config and inventory."""
-    inventory = Path(os.environ["MOLECULE_INVENTORY_FILE"]).parent
-    return subprocess.run(
-        ["ansible-playbook", "-i", str(inventory), str(PROJECT / "playbooks/site.yml"), *args],
-        capture_output=True,
-        text=True,
-        check=False,
-        env={**os.environ, "ANSIBLE_FORCE_COLOR": "0", "ANSIBLE_NOCOLOR": "1"},
-    )
-
-
-def recap_changed(output: str) -> int:
-    recap = output.split("PLAY RECAP", 1)[-1]
-    counts = re.findall(r"\bok=(\d+)\s+changed=(\d+)", recap)
-    assert counts, f"no host ran: {output[-2000:]}"
-    assert all(int(ok) > 0 for ok, _ in counts), f"no task ran: {recap}"
-    return sum(int(changed) for _, changed in counts)
 
 
 @pytest.fixture(scope="module")
@@ -162,7 +63,7 @@ def api_key(hostvars):
 
 @pytest.fixture(scope="module")
 def state(host):
-    return on_host(host, _COLLECT, json.dumps(PATHS))
+    return run_probe(host, "qdrant_state", json.dumps(PATHS))
 
 
 @pytest.fixture(scope="module")
@@ -385,18 +286,14 @@ def test_data_survives_systemctl_restart(host, api_key):
 
 
 def test_reconverge_keeps_data_and_changes_nothing(host, api_key):
-    result = run_playbook("--tags", "qdrant")
-    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-2000:]
-    assert recap_changed(result.stdout) == 0, result.stdout[-3000:]
+    assert recap_changed(ansible_playbook(tags="qdrant"), role="qdrant") == 0
     [(status, body)] = http(host, count_request(api_key))
     assert status == 200, body
     assert body["result"]["count"] == 3
 
 
 def test_check_mode_changes_nothing():
-    result = run_playbook("--check", "--tags", "qdrant")
-    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-2000:]
-    assert recap_changed(result.stdout) == 0, result.stdout[-3000:]
+    assert recap_changed(ansible_playbook("site.yml", "--check", tags="qdrant"), role="qdrant") == 0
 
 
 def test_snapshot_timer_is_on_by_default_and_runs_with_the_api_key(host):
@@ -415,7 +312,8 @@ def test_checksum_mismatch_fails_naming_the_file(host):
     """The stand-in tarball offered as real Qdrant 1.18.3 must not match the pinned checksum."""
     archive = next((PROJECT / "build/qdrant-standin").glob("*/qdrant-*-unknown-linux-musl.tar.gz"))
     link_before = host.file("/usr/local/bin/qdrant").linked_to
-    result = run_playbook(
+    result = ansible_playbook(
+        "site.yml",
         "--tags",
         "qdrant_install",
         # 1.15.5 -> 1.18.3 is a jump the preflight refuses; allowed here to reach the checksum.

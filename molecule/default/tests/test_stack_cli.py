@@ -6,11 +6,9 @@ Starting and stopping through the VS Code tasks over ssh is in test_vscode_tasks
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-from pathlib import Path
 
-PROJECT = Path(os.environ.get("MOLECULE_PROJECT_DIRECTORY", Path(__file__).resolve().parents[3]))
+from molecule_helpers import ansible_playbook
+
 CLI = "/usr/local/bin/jina-stack"
 OPERATOR = "roo-operator"
 
@@ -96,27 +94,8 @@ def test_operator_reads_health_and_logs(host):
 
 
 def test_a_bad_sudo_user_fails_the_play_early_naming_the_variable(host):
-    inventory = Path(os.environ["MOLECULE_INVENTORY_FILE"]).parent
-    result = subprocess.run(
-        [
-            "ansible-playbook",
-            "-i",
-            str(inventory),
-            str(PROJECT / "playbooks/site.yml"),
-            "--tags",
-            "stack_cli",
-            "--extra-vars",
-            json.dumps({"stack_cli_sudo_users": ["Bad User"]}),
-        ],
-        capture_output=True,
-        text=True,
-        check=False,
-        env={
-            "ANSIBLE_ROLES_PATH": str(PROJECT / "roles"),
-            **os.environ,
-            "ANSIBLE_NOCOLOR": "1",
-            "ANSIBLE_FORCE_COLOR": "0",
-        },
+    result = ansible_playbook(
+        "site.yml", tags="stack_cli", extra_vars={"stack_cli_sudo_users": ["Bad User"]}
     )
     assert result.returncode != 0
     # molecule's ansible.cfg sends failures to stderr (display_failed_stderr)

@@ -3,44 +3,24 @@
 from __future__ import annotations
 
 import hashlib
-import json
-import os
 import re
-import subprocess
-from pathlib import Path
 
-PROJECT = Path(os.environ.get("MOLECULE_PROJECT_DIRECTORY", Path(__file__).resolve().parents[3]))
+from molecule_helpers import ansible_playbook, http_answers
 
-
-def run_verify(*args: str) -> subprocess.CompletedProcess:
-    inventory = Path(os.environ["MOLECULE_INVENTORY_FILE"]).parent
-    return subprocess.run(
-        ["ansible-playbook", "-i", str(inventory), str(PROJECT / "playbooks/verify.yml"), *args],
-        capture_output=True,
-        text=True,
-        check=False,
-        env={
-            "ANSIBLE_ROLES_PATH": str(PROJECT / "roles"),
-            **os.environ,
-            "ANSIBLE_NOCOLOR": "1",
-            "ANSIBLE_FORCE_COLOR": "0",
-        },
-    )
+QDRANT = "http://127.0.0.1:6333"
 
 
 def collections(host) -> list[str]:
-    script = (
-        "import json, urllib.request\n"
-        "r = urllib.request.Request('http://127.0.0.1:6333/collections',"
-        " headers={'api-key': 'molecule-qdrant-api-key-7d1c4f'})\n"
-        "names = json.load(urllib.request.urlopen(r))['result']['collections']\n"
-        "print(json.dumps([c['name'] for c in names]))\n"
+    [(status, body)] = http_answers(
+        host,
+        [("GET", QDRANT + "/collections", {"api-key": "molecule-qdrant-api-key-7d1c4f"}, None)],
     )
-    return json.loads(host.check_output("python3 -c " + "'" + script.replace("'", "'\"'\"'") + "'"))
+    assert status == 200, body
+    return [c["name"] for c in body["result"]["collections"]]
 
 
 def test_verify_playbook_passes_and_reports(host):
-    result = run_verify()
+    result = ansible_playbook("verify.yml")
     assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-2000:]
     assert "OK: all-MiniLM-L6-v2 (384 dims)" in result.stdout
     # the expected chunk first (at Roo's score_threshold 0.4 MiniLM keeps few others)
@@ -54,7 +34,7 @@ def test_verify_playbook_passes_and_reports(host):
 
 
 def test_verify_playbook_fails_on_a_wrong_key():
-    result = run_verify("--extra-vars", json.dumps({"verify_embeddings_api_key": "wrong-key"}))
+    result = ansible_playbook("verify.yml", extra_vars={"verify_embeddings_api_key": "wrong-key"})
     assert result.returncode != 0
     output = result.stdout + result.stderr  # molecule's ansible.cfg: failures go to stderr
     assert "End-to-end check failed" in output

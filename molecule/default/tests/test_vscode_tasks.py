@@ -11,16 +11,13 @@ from __future__ import annotations
 
 import json
 import os
-import re
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
-
-PROJECT = Path(os.environ.get("MOLECULE_PROJECT_DIRECTORY", Path(__file__).resolve().parents[3]))
-sys.path.insert(0, str(PROJECT / "tests/unit"))
-from workstation.module_loader import load_module  # noqa: E402
+from molecule_helpers import ansible_playbook, recap_changed, run_probe
+from workstation.module_loader import load_module
 
 jsonc = load_module()
 QDRANT, JINA = "qdrant.service", "jina-embeddings.service"
@@ -42,7 +39,6 @@ EXIT_CODES = {"jina-stack doctor": (0, 5)}
 
 
 def run_workstation_play(home: Path, address: str, *extra: str) -> subprocess.CompletedProcess:
-    inventory = Path(os.environ["MOLECULE_INVENTORY_FILE"]).parent
     workstation = home.parent / "workstations.yml"
     workstation.write_text(
         json.dumps(
@@ -77,37 +73,18 @@ def run_workstation_play(home: Path, address: str, *extra: str) -> subprocess.Co
             "ConnectTimeout=10",
         ],
     }
-    return subprocess.run(
-        [
-            "ansible-playbook",
-            "-i",
-            str(inventory),
-            "-i",
-            str(workstation),
-            str(PROJECT / "playbooks/site.yml"),
-            "--limit",
-            "localhost",
-            "--extra-vars",
-            json.dumps(extra_vars),
-            *extra,
-        ],
-        capture_output=True,
-        text=True,
-        check=False,
-        env={
-            "ANSIBLE_ROLES_PATH": str(PROJECT / "roles"),
-            **os.environ,
-            "ANSIBLE_NOCOLOR": "1",
-            "ANSIBLE_FORCE_COLOR": "0",
-        },
+    return ansible_playbook(
+        "site.yml",
+        "--limit",
+        "localhost",
+        *extra,
+        extra_vars=extra_vars,
+        inventories=[workstation],
     )
 
 
-def recap_changed(result: subprocess.CompletedProcess) -> int:
-    assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-2000:]
-    match = re.search(r"localhost\s*:\s*ok=\d+\s+changed=(\d+)", result.stdout)
-    assert match, result.stdout[-2000:]
-    return int(match.group(1))
+def changed(result: subprocess.CompletedProcess[str]) -> int:
+    return recap_changed(result, role="workstation")
 
 
 @pytest.fixture(scope="module")
@@ -122,7 +99,7 @@ def home(tmp_path_factory, address) -> Path:
     user_dir.mkdir(parents=True)
     (user_dir / "tasks.json").write_text('{\n  // mine\n  "version": "2.0.0",\n  "tasks": [],\n}\n')
     first = run_workstation_play(home, address)
-    assert recap_changed(first) > 0
+    assert changed(first) > 0
     return home
 
 
@@ -137,7 +114,7 @@ def test_every_managed_task_is_exercised_here(tasks):
 
 
 def test_second_workstation_run_changes_nothing(home, address):
-    assert recap_changed(run_workstation_play(home, address)) == 0
+    assert changed(run_workstation_play(home, address)) == 0
 
 
 def test_roo_settings_carry_the_deployed_models_dimension(home, host):
@@ -151,25 +128,11 @@ def test_roo_settings_carry_the_deployed_models_dimension(home, host):
 
 def state(host) -> dict:
     """Unit states, main PIDs and readiness on the host (one round trip)."""
-    script = (
-        "import json, subprocess, urllib.request\n"
-        "def get(url):\n"
-        "    try:\n"
-        "        return urllib.request.urlopen(url, timeout=5).status\n"
-        "    except Exception as e:\n"
-        "        return getattr(e, 'code', 0)\n"
-        "def show(unit):\n"
-        "    out = subprocess.run(['systemctl', 'show', '-p', 'ActiveState,MainPID', unit],\n"
-        "                         capture_output=True, text=True).stdout\n"
-        "    return dict(line.split('=', 1) for line in out.split())\n"
-        f"print(json.dumps({{'qdrant': show('{QDRANT}'), 'jina': show('{JINA}'),\n"
-        "    'readyz': get('http://127.0.0.1:6333/readyz'), 'ready': get('http://127.0.0.1:4000/ready')}))\n"
-    )
-    return json.loads(host.check_output(f"python3 -c {_quote(script)}"))
-
-
-def _quote(text: str) -> str:
-    return "'" + text.replace("'", "'\"'\"'") + "'"
+    args = {
+        "units": {"qdrant": QDRANT, "jina": JINA},
+        "urls": {"readyz": "http://127.0.0.1:6333/readyz", "ready": "http://127.0.0.1:4000/ready"},
+    }
+    return run_probe(host, "stack_state", json.dumps(args))
 
 
 def run_task(task: dict) -> subprocess.CompletedProcess:

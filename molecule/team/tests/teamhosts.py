@@ -66,7 +66,7 @@ def host(name: str) -> Any:
 
 def run_probe(name: str, script: str, args: dict[str, Any]) -> Any:
     """Run a python3 SCRIPT on host NAME with ARGS (JSON in argv[1]); return its JSON output."""
-    result = host(name).run(f"python3 -c {shlex.quote(script)} {shlex.quote(json.dumps(args))}")
+    result = host(name).run(shlex.join(["python3", "-c", script, json.dumps(args)]))
     assert result.rc == 0, f"probe on {name} failed (rc {result.rc}): {result.stderr}"
     return json.loads(result.stdout)
 

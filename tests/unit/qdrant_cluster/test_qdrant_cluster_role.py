@@ -21,6 +21,7 @@ from typing import Any
 
 import pytest
 import yaml
+from local_playbook import run_local_playbook
 
 REPO = Path(__file__).resolve().parents[3]
 ROLE = REPO / "roles" / "qdrant"
@@ -82,8 +83,6 @@ def run(
 ) -> subprocess.CompletedProcess[str]:
     out = workdir / "out"
     shutil.rmtree(out, ignore_errors=True)
-    (workdir / "playbook.yml").write_text(PLAYBOOK)
-    (workdir / "hosts.yml").write_text(yaml.safe_dump(inventory or INVENTORY))
     variables = {
         "ansible_python_interpreter": sys.executable,
         "role_dir": str(ROLE),
@@ -93,28 +92,7 @@ def run(
         "qdrant_memory_max_mb": 3000,
         "qdrant_memory_high_mb": 2400,
     } | extra
-    return subprocess.run(
-        [
-            str(Path(sys.executable).parent / "ansible-playbook"),
-            "-i",
-            str(workdir / "hosts.yml"),
-            str(workdir / "playbook.yml"),
-            "-e",
-            json.dumps(variables),
-        ],
-        capture_output=True,
-        text=True,
-        check=False,
-        cwd=workdir,
-        env={
-            "PATH": f"{Path(sys.executable).parent}:/usr/bin:/bin",
-            "HOME": str(workdir),
-            "ANSIBLE_ROLES_PATH": str(REPO / "roles"),
-            "ANSIBLE_NOCOLOR": "1",
-            "ANSIBLE_LOCALHOST_WARNING": "false",
-            "ANSIBLE_RETRY_FILES_ENABLED": "false",
-        },
-    )
+    return run_local_playbook(workdir, PLAYBOOK, inventory or INVENTORY, extra_vars=variables)
 
 
 def ok(result: subprocess.CompletedProcess[str]) -> subprocess.CompletedProcess[str]:

@@ -8,17 +8,16 @@ missing API key fails, naming what is wrong; the stand-in is skipped, saying so 
 
 from __future__ import annotations
 
-import json
+import contextlib
 import subprocess
 import sys
-import threading
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
 import pytest
-import yaml
+from fake_http import JsonHandler, serve
+from local_playbook import run_local_playbook
 
 REPO = Path(__file__).resolve().parents[3]
 API_KEY = "verify-cluster-key"
@@ -56,45 +55,31 @@ class Fake:
     def __init__(self, title: str, cluster: dict[str, Any]) -> None:
         self.title = title
         self.cluster = cluster
+        self.port = 0  # set once served
         fake = self
 
-        class Handler(BaseHTTPRequestHandler):
-            def log_message(self, *args: object) -> None:
-                return
-
+        class Handler(JsonHandler):
             def do_GET(self) -> None:
                 if self.path == "/":
-                    self.answer(200, {"title": fake.title, "version": "1.15.3"})
+                    self.send_json(200, {"title": fake.title, "version": "1.15.3"})
                 elif self.path == "/cluster" and fake.title == REAL_TITLE:
                     if self.headers.get("api-key") != API_KEY:
-                        self.answer(401, {"status": {"error": "Must provide an API key"}})
+                        self.send_json(401, {"status": {"error": "Must provide an API key"}})
                     else:
-                        self.answer(200, fake.cluster)
+                        self.send_json(200, fake.cluster)
                 else:
-                    self.answer(404, {"status": {"error": "not found"}})
+                    self.send_json(404, {"status": {"error": "not found"}})
 
-            def answer(self, code: int, body: dict[str, Any]) -> None:
-                data = json.dumps(body).encode()
-                self.send_response(code)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(data)))
-                self.end_headers()
-                self.wfile.write(data)
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.port = self.server.server_address[1]
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+        self.handler = Handler
 
 
 @pytest.fixture
 def fakes() -> Iterator[dict[str, Fake]]:
     made = {host: Fake(REAL_TITLE, cluster_answer(host)) for host in PEER_IDS}
-    try:
-        yield made
-    finally:
+    with contextlib.ExitStack() as stack:
         for fake in made.values():
-            fake.server.shutdown()
-            fake.server.server_close()
+            fake.port = stack.enter_context(serve(fake.handler)).port
+        yield made
 
 
 def run_verify(
@@ -118,27 +103,8 @@ def run_verify(
             }
         }
     }
-    (tmp_path / "hosts.yml").write_text(yaml.safe_dump(inventory))
-    return subprocess.run(
-        [
-            str(Path(sys.executable).parent / "ansible-playbook"),
-            "-i",
-            str(tmp_path / "hosts.yml"),
-            str(REPO / "playbooks" / "verify.yml"),
-        ],
-        capture_output=True,
-        text=True,
-        check=False,
-        cwd=tmp_path,
-        env={
-            "PATH": f"{Path(sys.executable).parent}:/usr/bin:/bin",
-            "HOME": str(tmp_path),
-            "ANSIBLE_ROLES_PATH": str(REPO / "roles"),
-            "ANSIBLE_NOCOLOR": "1",
-            "ANSIBLE_LOCALHOST_WARNING": "false",
-            "ANSIBLE_RETRY_FILES_ENABLED": "false",
-            "no_proxy": "*",
-        },
+    return run_local_playbook(
+        tmp_path, REPO / "playbooks" / "verify.yml", inventory, env={"no_proxy": "*"}
     )
 
 

@@ -10,12 +10,10 @@ molecule's qdrant-upgrade scenario runs the real one).
 
 from __future__ import annotations
 
-import http.server
 import json
 import os
 import subprocess
 import sys
-import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -23,6 +21,7 @@ from typing import Any
 
 import httpx
 import pytest
+from fake_http import JsonHandler, serve
 
 from .conftest import REPO, Standin
 
@@ -113,29 +112,19 @@ def test_restore_brings_a_collection_back_and_keeps_the_current_state(
 # --- a server that fails for some collections -------------------------------------------------
 
 
-class _Faulty(http.server.BaseHTTPRequestHandler):
+class _Faulty(JsonHandler):
     protocol_version = "HTTP/1.1"
     collections = ("a-timeout", "b-disconnect", "c-refused", "d-good", "e-good")
     made: dict[str, list[str]]  # a fresh dict per server (fixture below)
 
-    def log_message(self, format: str, *args: Any) -> None:
-        pass
-
-    def reply(self, status: int, body: object) -> None:
-        data = json.dumps(body).encode()
-        self.send_response(status)
-        self.send_header("content-type", "application/json")
-        self.send_header("content-length", str(len(data)))
-        self.end_headers()
-        self.wfile.write(data)
-
     def do_GET(self) -> None:
         parts = self.path.split("?")[0].strip("/").split("/")
         if parts == ["collections"]:
-            self.reply(200, {"result": {"collections": [{"name": c} for c in self.collections]}})
+            names = [{"name": c} for c in self.collections]
+            self.send_json(200, {"result": {"collections": names}})
         else:
             made = self.made.get(parts[1], [])
-            self.reply(200, {"result": [{"name": n, "creation_time": n} for n in made]})
+            self.send_json(200, {"result": [{"name": n, "creation_time": n} for n in made]})
 
     def do_POST(self) -> None:
         name = self.path.split("/")[2]
@@ -146,27 +135,19 @@ class _Faulty(http.server.BaseHTTPRequestHandler):
             self.connection.close()
             return
         elif name == "c-refused":
-            self.reply(500, {"status": {"error": "Service internal error: disk full"}})
+            self.send_json(500, {"status": {"error": "Service internal error: disk full"}})
             return
         snap = f"{name}-{len(self.made.setdefault(name, [])):04d}.snapshot"
         self.made[name].append(snap)
-        self.reply(200, {"result": {"name": snap, "creation_time": snap}})
+        self.send_json(200, {"result": {"name": snap, "creation_time": snap}})
 
 
 @pytest.fixture
 def faulty() -> Iterator[str]:
     handler = type("Handler", (_Faulty,), {"made": {}})
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
-    server.daemon_threads = True
     # The client gives up on a-timeout before the answer: the broken pipe is expected, not news.
-    server.handle_error = lambda request, client_address: None  # type: ignore[method-assign]
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{server.server_address[1]}"
-    finally:
-        server.shutdown()
-        server.server_close()
+    with serve(handler, quiet_errors=True) as server:
+        yield server.url
 
 
 def test_every_error_is_reported_and_the_run_goes_on(faulty: str, tmp_path: Path) -> None:

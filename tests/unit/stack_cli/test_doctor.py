@@ -8,13 +8,12 @@ from __future__ import annotations
 import json
 import logging
 import subprocess
-import threading
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any, ClassVar
 
 import pytest
+from fake_http import JsonHandler, serve
 from jina_openai.api.middleware import key_fingerprint
 from jina_openai.logging_config import JsonFormatter
 
@@ -229,22 +228,11 @@ def test_env_value_undoes_the_roles_quoting(tmp_path):
 # --- doctor end to end: a fake service + Qdrant, a fake journal -------------------------------
 
 
-class FakeStack(BaseHTTPRequestHandler):
+class FakeStack(JsonHandler):
     """GET /info (needs the service key) and Qdrant's collections (need its key)."""
 
     collections: ClassVar[dict[str, int]] = {}
     seen: ClassVar[list[tuple[str, str | None, str | None]]] = []
-
-    def log_message(self, *args: object) -> None:
-        pass
-
-    def _send(self, status: int, body: object) -> None:
-        raw = json.dumps(body).encode()
-        self.send_response(status)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(raw)))
-        self.end_headers()
-        self.wfile.write(raw)
 
     def do_GET(self) -> None:
         type(self).seen.append(
@@ -252,52 +240,48 @@ class FakeStack(BaseHTTPRequestHandler):
         )
         if self.path == "/info":
             if self.headers.get("Authorization") != "Bearer k1":
-                self._send(401, {"error": {"code": "invalid_api_key"}})
+                self.send_json(401, {"error": {"code": "invalid_api_key"}})
             else:
-                self._send(200, INFO)
+                self.send_json(200, INFO)
             return
         if self.headers.get("api-key") != "qdrant-ro":
-            self._send(401, "Invalid API key or JWT")
+            self.send_json(401, "Invalid API key or JWT")
             return
         if self.path == "/collections":
             names = [*self.collections, "notes"]
-            self._send(200, {"result": {"collections": [{"name": n} for n in names]}})
+            self.send_json(200, {"result": {"collections": [{"name": n} for n in names]}})
             return
         name = self.path.rsplit("/", 1)[1]
         size = self.collections.get(name, 0)
         params = {"vectors": {"size": size, "distance": "Cosine"}}
-        self._send(200, {"result": {"points_count": 3, "config": {"params": params}}})
+        self.send_json(200, {"result": {"points_count": 3, "config": {"params": params}}})
 
 
 @pytest.fixture
 def stack(tmp_path) -> Iterator[dict]:
-    server = ThreadingHTTPServer(("127.0.0.1", 0), FakeStack)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
     FakeStack.collections = {ROO_RIGHT: 768}
     FakeStack.seen = []
-    url = f"http://127.0.0.1:{server.server_address[1]}"
     (tmp_path / "jina.env").write_text('JINA_OPENAI_API_KEYS="k1,k2"\n')
     (tmp_path / "qdrant.env").write_text(
         'QDRANT__SERVICE__API_KEY="qdrant-admin"\nQDRANT__SERVICE__READ_ONLY_API_KEY="qdrant-ro"\n'
     )
-    yield {
-        "qdrant": {
-            "managed": True,
-            "unit": "qdrant.service",
-            "url": url,
-            "port": 6333,
-            "env_file": str(tmp_path / "qdrant.env"),
-        },
-        "jina": {
-            "managed": True,
-            "unit": "jina-x.service",
-            "url": url,
-            "port": 4000,
-            "env_file": str(tmp_path / "jina.env"),
-        },
-    }
-    server.shutdown()
+    with serve(FakeStack) as server:
+        yield {
+            "qdrant": {
+                "managed": True,
+                "unit": "qdrant.service",
+                "url": server.url,
+                "port": 6333,
+                "env_file": str(tmp_path / "qdrant.env"),
+            },
+            "jina": {
+                "managed": True,
+                "unit": "jina-x.service",
+                "url": server.url,
+                "port": 4000,
+                "env_file": str(tmp_path / "jina.env"),
+            },
+        }
 
 
 @pytest.fixture

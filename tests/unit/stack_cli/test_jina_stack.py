@@ -6,17 +6,15 @@ from __future__ import annotations
 
 import base64
 import importlib.util
-import json
 import struct
 import sys
-import threading
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from types import ModuleType
 from typing import ClassVar
 
 import pytest
+from fake_http import JsonHandler, serve
 
 SCRIPT = Path(__file__).resolve().parents[3] / "roles/stack_cli/files/jina_stack.py"
 
@@ -109,40 +107,26 @@ def test_api_key_is_the_first_of_the_environment_file(tmp_path):
     assert cli.api_key({"jina": {"env_file": str(tmp_path / "missing")}}) == ""
 
 
-class FakeService(BaseHTTPRequestHandler):
+class FakeService(JsonHandler):
     ready_status = 200
     seen: ClassVar[list[dict]] = []
 
-    def log_message(self, *args: object) -> None:
-        pass
-
-    def _send(self, status: int, body: object) -> None:
-        raw = json.dumps(body).encode()
-        self.send_response(status)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(raw)))
-        self.end_headers()
-        self.wfile.write(raw)
-
     def do_GET(self) -> None:
-        self._send(self.ready_status, {"status": "ready", "model": "m-1"})
+        self.send_json(self.ready_status, {"status": "ready", "model": "m-1"})
 
     def do_POST(self) -> None:
-        body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+        body = self.read_json()
         type(self).seen.append({"auth": self.headers.get("Authorization"), "body": body})
         vector = base64.b64encode(struct.pack("<3f", 0.1, 0.2, 0.3)).decode()
-        self._send(200, {"data": [{"index": 0, "embedding": vector}]})
+        self.send_json(200, {"data": [{"index": 0, "embedding": vector}]})
 
 
 @pytest.fixture
 def service() -> Iterator[str]:
-    server = ThreadingHTTPServer(("127.0.0.1", 0), FakeService)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
     FakeService.seen = []
     FakeService.ready_status = 200
-    yield f"http://127.0.0.1:{server.server_address[1]}"
-    server.shutdown()
+    with serve(FakeService) as server:
+        yield server.url
 
 
 def test_warmup_sends_one_base64_request_with_the_key(tmp_path, service, capsys):

@@ -10,7 +10,6 @@ template for two embeddings hosts and one Qdrant host and checked by Debian 12's
 
 from __future__ import annotations
 
-import json
 import os
 import re
 import stat
@@ -19,7 +18,8 @@ import sys
 from pathlib import Path
 
 import pytest
-import yaml
+from local_playbook import run_local_playbook
+from molecule_helpers import recap_changed
 
 from .haproxy_binary import Haproxy, obtain
 
@@ -71,8 +71,6 @@ def haproxy() -> Haproxy:
 
 
 def run(workdir: Path, haproxy: Haproxy, **overrides: object) -> subprocess.CompletedProcess:
-    (workdir / "playbook.yml").write_text(PLAYBOOK)
-    (workdir / "hosts.yml").write_text(yaml.safe_dump(INVENTORY))
     extra = {
         "ansible_python_interpreter": sys.executable,
         "stack_proxy_server_name": SERVER_NAME,
@@ -86,34 +84,17 @@ def run(workdir: Path, haproxy: Haproxy, **overrides: object) -> subprocess.Comp
         "stack_proxy_group": "root",
         "_stack_proxy_config_file": str(workdir / "haproxy.cfg"),
     } | overrides
-    return subprocess.run(
-        [
-            str(Path(sys.executable).parent / "ansible-playbook"),
-            "-i",
-            str(workdir / "hosts.yml"),
-            str(workdir / "playbook.yml"),
-            "-e",
-            json.dumps(extra),
-        ],
-        capture_output=True,
-        text=True,
-        check=False,
-        cwd=workdir,
-        env=haproxy.env()
-        | {
-            "ANSIBLE_ROLES_PATH": str(REPO / "roles"),
-            "ANSIBLE_NOCOLOR": "1",
-            "ANSIBLE_LOCALHOST_WARNING": "false",
-            "ANSIBLE_FORCE_HANDLERS": "0",
-        },
+    return run_local_playbook(
+        workdir,
+        PLAYBOOK,
+        INVENTORY,
+        extra_vars=extra,
+        env=haproxy.env() | {"ANSIBLE_FORCE_HANDLERS": "0"},
     )
 
 
 def changed(result: subprocess.CompletedProcess) -> int:
-    assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-2000:]
-    match = re.search(r"localhost\s*:\s*ok=\d+\s+changed=(\d+)", result.stdout)
-    assert match, result.stdout[-2000:]
-    return int(match.group(1))
+    return recap_changed(result, role="stack_proxy")
 
 
 @pytest.fixture(scope="module")

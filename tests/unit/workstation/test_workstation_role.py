@@ -17,6 +17,8 @@ import sys
 from pathlib import Path
 
 import pytest
+from local_playbook import run_local_playbook
+from molecule_helpers import recap_changed
 
 from .module_loader import load_module
 
@@ -97,40 +99,20 @@ PLAYBOOK = """
 def run(
     workdir: Path, homes: list[dict], *extra: str, ssh_user: str = "alice"
 ) -> subprocess.CompletedProcess:
-    playbook = workdir / "playbook.yml"
-    playbook.write_text(PLAYBOOK)
-    extra_vars = json.dumps({"homes": homes, "ssh_user": ssh_user})
-    return subprocess.run(
-        [
-            str(Path(sys.executable).parent / "ansible-playbook"),
-            "-i",
-            "localhost,",
-            str(playbook),
-            "-e",
-            extra_vars,
-            "-e",
-            f"ansible_python_interpreter={sys.executable}",
-            *extra,
-        ],
-        capture_output=True,
-        text=True,
-        check=False,
-        cwd=workdir,
-        env=os.environ
-        | {
-            "ANSIBLE_ROLES_PATH": str(REPO / "roles"),
-            "ANSIBLE_NOCOLOR": "1",
-            "ANSIBLE_LOCALHOST_WARNING": "false",
-            "ANSIBLE_INVENTORY_UNPARSED_WARNING": "false",
-        },
+    return run_local_playbook(
+        workdir,
+        PLAYBOOK,
+        "localhost,",
+        "-e",
+        f"ansible_python_interpreter={sys.executable}",
+        *extra,
+        extra_vars={"homes": homes, "ssh_user": ssh_user},
+        env=os.environ | {"ANSIBLE_INVENTORY_UNPARSED_WARNING": "false"},
     )
 
 
 def changed(result: subprocess.CompletedProcess) -> int:
-    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-2000:]
-    match = re.search(r"localhost\s*:\s*ok=\d+\s+changed=(\d+)", result.stdout)
-    assert match, result.stdout[-2000:]
-    return int(match.group(1))
+    return recap_changed(result, role="workstation")
 
 
 @pytest.fixture(scope="module")
