@@ -8,15 +8,6 @@ from typing import Any
 import pytest
 from teamhosts import Team, group_vars, host, run_probe
 
-# On a host: its IPv4 addresses beyond loopback (iproute2's JSON output).
-_ADDRESSES = r"""
-import json, subprocess
-out = subprocess.run(["ip", "-j", "-4", "addr", "show"], capture_output=True, text=True, check=True)
-addrs = [a["local"] for link in json.loads(out.stdout) if link["ifname"] != "lo"
-         for a in link.get("addr_info", [])]
-print(json.dumps(addrs))
-"""
-
 
 @pytest.fixture(scope="session")
 def team() -> Team:
@@ -28,7 +19,7 @@ def addresses(team: Team) -> dict[str, str]:
     """Each host's one address on the scenario's podman network."""
     out: dict[str, str] = {}
     for name in team.hosts:
-        addrs = run_probe(name, _ADDRESSES, {})
+        addrs = run_probe(name, "team_addresses", {})
         assert len(addrs) == 1, f"{name} should have one address on the team network: {addrs}"
         out[name] = addrs[0]
     return out

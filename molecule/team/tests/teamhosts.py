@@ -1,19 +1,19 @@
 """The team scenario's hosts by inventory group, and one way to run a probe on them.
 
 Each command on a test host is an Ansible round trip (a second or more here), so every probe is
-a small python3 script (python3 is on the hosts; curl is not) that does its whole job on the
-host and prints one JSON document.
+a small python3 script in molecule/resources/tests/probes/ (python3 is on the hosts; curl is
+not) that does its whole job on the host and prints one JSON document.
 """
 
 from __future__ import annotations
 
 import json
 import os
-import shlex
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import molecule_helpers
 import testinfra
 import yaml
 from testinfra.utils.ansible_runner import AnsibleRunner
@@ -64,31 +64,11 @@ def host(name: str) -> Any:
     return testinfra.get_host(f"ansible://{name}", ansible_inventory=inventory_file())
 
 
-def run_probe(name: str, script: str, args: dict[str, Any]) -> Any:
-    """Run a python3 SCRIPT on host NAME with ARGS (JSON in argv[1]); return its JSON output."""
-    result = host(name).run(shlex.join(["python3", "-c", script, json.dumps(args)]))
-    assert result.rc == 0, f"probe on {name} failed (rc {result.rc}): {result.stderr}"
-    return json.loads(result.stdout)
-
-
-# On any host: try a TCP connection to each (address, port); open, refused or timeout.
-_CONNECT = r"""
-import json, socket, sys
-out = []
-for address, port in json.loads(sys.argv[1])["targets"]:
-    try:
-        socket.create_connection((address, port), timeout=3).close()
-        out.append("open")
-    except ConnectionRefusedError:
-        out.append("refused")
-    except TimeoutError:
-        out.append("timeout")
-    except OSError as e:
-        out.append(repr(e))
-print(json.dumps(out))
-"""
+def run_probe(name: str, probe: str, args: dict[str, Any]) -> Any:
+    """Run molecule/resources/tests/probes/PROBE.py on host NAME with ARGS (JSON in argv[1])."""
+    return molecule_helpers.run_probe(host(name), probe, json.dumps(args))
 
 
 def connect(name: str, targets: list[tuple[str, int]]) -> list[str]:
     """From host NAME, try each (address, port): "open", "refused", "timeout" or the error."""
-    return run_probe(name, _CONNECT, {"targets": targets})
+    return run_probe(name, "tcp_connect", {"targets": targets})

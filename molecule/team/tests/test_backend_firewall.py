@@ -16,21 +16,9 @@ from teamhosts import Team, connect, run_probe
 EMBEDDINGS_PORT = 4000
 QDRANT_PORT = 6333
 
-# On a backend: the addresses its port listens on, and its nftables table as JSON.
-_LISTENING = r"""
-import json, subprocess, sys
-args = json.loads(sys.argv[1])
-ss = subprocess.run(["ss", "-Hltn", "sport = :%d" % args["port"]], capture_output=True, text=True,
-                    check=True).stdout.split()
-nft = subprocess.run(["nft", "-j", "list", "table", "inet", args["table"]], capture_output=True,
-                     text=True)
-print(json.dumps({"ss": ss, "nft_rc": nft.returncode, "nft": json.loads(nft.stdout or "null"),
-                  "nft_err": nft.stderr}))
-"""
-
 
 def listening(name: str, port: int, table: str) -> dict:
-    return run_probe(name, _LISTENING, {"port": port, "table": table})
+    return run_probe(name, "listening", {"port": port, "table": table})
 
 
 def allowed_set(nft: dict) -> list[str]:

@@ -22,66 +22,11 @@ from teamhosts import CA_FILE, MODEL_ID, Team, host, run_probe
 
 UNIT = "jina-embeddings.service"
 
-_STATS = r"""
-import csv, io, json, socket, sys, time, urllib.request
-args = json.loads(sys.argv[1])
-def show_stat():
-    with socket.socket(socket.AF_UNIX) as s:
-        s.connect("/run/haproxy/admin.sock")
-        s.sendall(b"show stat\n")
-        chunks = []
-        while True:
-            chunk = s.recv(65536)
-            if not chunk:
-                break
-            chunks.append(chunk)
-    text = b"".join(chunks).decode().lstrip("# ")
-    return {r["svname"]: {"status": r["status"], "stot": int(r["stot"] or 0),
-                          "check_status": r["check_status"]}
-            for r in csv.DictReader(io.StringIO(text))
-            if r["pxname"] == "embeddings" and r["svname"] not in ("FRONTEND", "BACKEND")}
-def metrics():
-    with urllib.request.urlopen(args["metrics_url"], timeout=10) as r:
-        text = r.read().decode()
-    return [line for line in text.splitlines()
-            if line.startswith("haproxy_server_status{") and 'proxy="embeddings"' in line]
-want = args.get("wait_for")
-deadline = time.monotonic() + args.get("timeout", 0)
-while True:
-    seen_at = time.clock_gettime(time.CLOCK_MONOTONIC)
-    servers = show_stat()
-    if not want or servers[want["server"]]["status"] == want["status"]:
-        break
-    if time.monotonic() > deadline:
-        break
-    time.sleep(0.2)
-print(json.dumps({"servers": servers, "seen_at": seen_at, "metrics": metrics()}))
-"""
-
-_LOAD = r"""
-import json, ssl, sys, urllib.error, urllib.request
-args = json.loads(sys.argv[1])
-ctx = ssl.create_default_context(cafile=args["ca"])
-statuses = []
-for i in range(args["count"]):
-    body = json.dumps({"model": args["model"], "input": [f"def f{i}(x):\n    return x + {i}\n"]})
-    req = urllib.request.Request(args["url"], data=body.encode(), method="POST", headers={
-        "Authorization": "Bearer " + args["key"], "Content-Type": "application/json"})
-    try:
-        with urllib.request.urlopen(req, timeout=60, context=ctx) as r:
-            statuses.append(r.status if len(json.load(r)["data"]) == 1 else -1)
-    except urllib.error.HTTPError as e:
-        statuses.append(e.code)
-    except OSError as e:
-        statuses.append(repr(e))
-print(json.dumps(statuses))
-"""
-
 
 def stats(team: Team, addresses: dict, wait_for: dict | None = None, timeout: float = 0) -> dict:
     return run_probe(
         team.proxy,
-        _STATS,
+        "haproxy_stats",
         {
             "metrics_url": f"http://{addresses[team.proxy]}:8404/metrics",
             "wait_for": wait_for,
@@ -93,7 +38,7 @@ def stats(team: Team, addresses: dict, wait_for: dict | None = None, timeout: fl
 def load(team: Team, key: str, count: int) -> list:
     return run_probe(
         team.workstation,
-        _LOAD,
+        "embeddings_load",
         {
             "ca": CA_FILE,
             "url": f"https://{team.proxy}:443/v1/embeddings",

@@ -18,48 +18,22 @@ for one is checked on the two peers instead:
 
 from __future__ import annotations
 
-import os
-import subprocess
-from pathlib import Path
 from typing import Any
 
+import molecule_helpers
 import pytest
 import yaml
 from teamhosts import Team, connect, group_vars, host, run_probe
 
-PROJECT = Path(os.environ.get("MOLECULE_PROJECT_DIRECTORY", Path(__file__).resolve().parents[3]))
 P2P_PORT = 6335
 CONFIG_FILE = "/etc/qdrant/config.yaml"
-
-# On a peer: the running Qdrant's argv and API keys (from its environment), its nftables table,
-# and when its unit first started and first listened (journal, realtime microseconds).
-_PEER = r"""
-import json, subprocess
-def run(*cmd):
-    return subprocess.run(cmd, capture_output=True, text=True, check=True).stdout
-pid = run("systemctl", "show", "qdrant.service", "-p", "MainPID", "--value").strip()
-argv = open(f"/proc/{pid}/cmdline", "rb").read().decode().rstrip("\0").split("\0")
-environ = open(f"/proc/{pid}/environ", "rb").read().decode().split("\0")
-keys = sorted(e for e in environ if e.startswith("QDRANT__SERVICE__") and "API_KEY=" in e)
-journal = [json.loads(line) for line in
-           run("journalctl", "-u", "qdrant.service", "-o", "json", "--no-pager").splitlines()]
-def first(prefix):
-    times = [int(e["__REALTIME_TIMESTAMP"]) for e in journal if prefix in str(e.get("MESSAGE"))]
-    return min(times) if times else None
-nft = json.loads(run("nft", "-j", "list", "table", "inet", "qdrant"))
-print(json.dumps({"argv": argv, "keys": keys, "nft": nft,
-                  "started": first("Started qdrant.service"),
-                  "listening": first("Qdrant HTTP listening"),
-                  "ignored": [str(e.get("MESSAGE")) for e in journal
-                              if "ignored" in str(e.get("MESSAGE"))]}))
-"""
 
 
 @pytest.fixture(scope="module")
 def peers(team: Team) -> dict[str, dict[str, Any]]:
     out = {}
     for name in team.qdrant:
-        state = run_probe(name, _PEER, {})
+        state = run_probe(name, "qdrant_peer", {})
         state["config"] = yaml.safe_load(host(name).file(CONFIG_FILE).content_string)
         out[name] = state
     return out
@@ -133,22 +107,8 @@ def test_the_proxy_has_both_peers_in_its_qdrant_backend(team: Team):
 
 
 def test_verify_playbook_says_it_skipped_the_cluster_check(team: Team):
-    inventory = Path(os.environ["MOLECULE_INVENTORY_FILE"]).parent
-    result = subprocess.run(
-        [
-            "ansible-playbook",
-            "-i",
-            str(inventory),
-            str(PROJECT / "playbooks/verify.yml"),
-            "--limit",
-            ",".join(team.qdrant),
-        ],
-        capture_output=True,
-        text=True,
-        check=False,
-        env={**os.environ, "ANSIBLE_ROLES_PATH": str(PROJECT / "roles"), "ANSIBLE_NOCOLOR": "1"},
-    )
-    assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-2000:]
+    result = molecule_helpers.ansible_playbook("verify.yml", "--limit", ",".join(team.qdrant))
+    assert result.returncode == 0, molecule_helpers.output_tail(result)
     said = " ".join(result.stdout.split())  # the callback may wrap a long message
     skipped = said.count("skipped: the test stand-in cannot form a cluster")
     assert skipped == len(team.qdrant), said[-4000:]
