@@ -234,14 +234,18 @@ class Parser:
             child = self.value()
             node.items.append(child)
             node.value.append(child.value)
-            self.skip()
-            if self.text.startswith(",", self.pos):
-                self.pos += 1
-            elif not self.text.startswith("]", self.pos):
-                raise self.error("expected ',' or ']'")
+            self.past_separator("]")
         self.pos += 1
         node.end = self.pos
         return node
+
+    def past_separator(self, close: str) -> None:
+        """After an array item or object member: past its ',', or stay at CLOSE."""
+        self.skip()
+        if self.text.startswith(",", self.pos):
+            self.pos += 1
+        elif not self.text.startswith(close, self.pos):
+            raise self.error(f"expected ',' or '{close}'")
 
     def object(self) -> Node:
         node = Node(self.pos, -1, {})
@@ -261,11 +265,7 @@ class Parser:
             child = self.value()
             node.members.append((key, key_start, child))
             node.value[key] = child.value
-            self.skip()
-            if self.text.startswith(",", self.pos):
-                self.pos += 1
-            elif not self.text.startswith("}", self.pos):
-                raise self.error("expected ',' or '}'")
+            self.past_separator("}")
         self.pos += 1
         node.end = self.pos
         return node
