@@ -11,7 +11,6 @@ is never removed, and check mode downloads nothing on the host.
 from __future__ import annotations
 
 import hashlib
-import json
 import subprocess
 import sys
 import tarfile
@@ -19,7 +18,8 @@ from pathlib import Path
 
 import pytest
 
-REPO = Path(__file__).resolve().parents[3]
+from .role_play import run_local_playbook
+
 ARCHIVE_NAME = "qdrant-x86_64-unknown-linux-musl.tar.gz"
 VERSION = "1.15.3"
 PLAYBOOK = """
@@ -47,7 +47,6 @@ def tarball(path: Path) -> str:
 
 
 def run(workdir: Path, *args: str, **extra: object) -> subprocess.CompletedProcess[str]:
-    (workdir / "playbook.yml").write_text(PLAYBOOK)
     variables = {
         "ansible_python_interpreter": sys.executable,
         "ansible_facts": {"architecture": "x86_64"},
@@ -58,31 +57,7 @@ def run(workdir: Path, *args: str, **extra: object) -> subprocess.CompletedProce
         "qdrant_download_retries": 0,
         "qdrant_download_delay": 0,
     } | extra
-    return subprocess.run(
-        [
-            str(Path(sys.executable).parent / "ansible-playbook"),
-            "-i",
-            "localhost,",
-            "-c",
-            "local",
-            str(workdir / "playbook.yml"),
-            "-e",
-            json.dumps(variables),
-            *args,
-        ],
-        capture_output=True,
-        text=True,
-        check=False,
-        cwd=workdir,
-        env={
-            "PATH": f"{Path(sys.executable).parent}:/usr/bin:/bin",
-            "HOME": str(workdir),
-            "ANSIBLE_ROLES_PATH": str(REPO / "roles"),
-            "ANSIBLE_NOCOLOR": "1",
-            "ANSIBLE_LOCALHOST_WARNING": "false",
-            "ANSIBLE_RETRY_FILES_ENABLED": "false",
-        },
-    )
+    return run_local_playbook(workdir, PLAYBOOK, "localhost,", *args, extra_vars=variables)
 
 
 @pytest.fixture
