@@ -22,6 +22,7 @@ from .role_play import run_local_playbook
 
 ARCHIVE_NAME = "qdrant-x86_64-unknown-linux-musl.tar.gz"
 VERSION = "1.15.3"
+WRONG = {"qdrant_archive_sha256": "0" * 64}
 PLAYBOOK = """
 - name: roles/qdrant fetch.yml, here
   hosts: all
@@ -107,12 +108,7 @@ def test_a_download_that_does_not_match_is_removed_and_named(
     tmp_path: Path, release: tuple[Path, str], fetch_on: str, cache: str, host_prefix: str
 ) -> None:
     archive, _ = release
-    result = run(
-        tmp_path,
-        fetch_on=fetch_on,
-        qdrant_archive_url=archive.as_uri(),
-        qdrant_archive_sha256="0" * 64,
-    )
+    result = run(tmp_path, fetch_on=fetch_on, qdrant_archive_url=archive.as_uri(), **WRONG)
     assert result.returncode != 0
     removed = f"(downloaded from {archive.as_uri()}, now removed)"
     message = f"Checksum mismatch for {host_prefix}{tmp_path / cache} {removed}"
@@ -125,12 +121,7 @@ def test_a_given_tarball_that_does_not_match_is_kept(
     tmp_path: Path, release: tuple[Path, str]
 ) -> None:
     archive, _ = release
-    result = run(
-        tmp_path,
-        fetch_on="controller",
-        qdrant_archive_src=str(archive),
-        qdrant_archive_sha256="0" * 64,
-    )
+    result = run(tmp_path, fetch_on="controller", qdrant_archive_src=str(archive), **WRONG)
     assert result.returncode != 0
     assert f"Checksum mismatch for {archive}: its sha256 is" in " ".join(result.stdout.split())
     assert archive.exists()
@@ -165,11 +156,7 @@ def test_check_mode_downloads_nothing_on_the_host(
 def test_check_mode_verifies_on_the_controller(tmp_path: Path, release: tuple[Path, str]) -> None:
     archive, _ = release
     result = run(
-        tmp_path,
-        "--check",
-        fetch_on="controller",
-        qdrant_archive_url=archive.as_uri(),
-        qdrant_archive_sha256="0" * 64,
+        tmp_path, "--check", fetch_on="controller", qdrant_archive_url=archive.as_uri(), **WRONG
     )
     assert result.returncode != 0
     assert "Checksum mismatch for " in result.stdout
