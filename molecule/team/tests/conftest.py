@@ -6,7 +6,7 @@ import re
 from typing import Any
 
 import pytest
-from teamhosts import Team, group_vars, host, run_probe
+from teamhosts import Team, group_vars, haproxy_section, host, run_probe
 
 
 @pytest.fixture(scope="session")
@@ -42,7 +42,7 @@ def check_timing(team: Team) -> dict[str, int]:
     rendered haproxy.cfg on the proxy says (the scenario sets inter 2 s, fall and rise stay the
     role's defaults)."""
     cfg = host(team.proxy).file("/etc/haproxy/haproxy.cfg").content_string
-    backend = cfg.split("\nbackend embeddings\n", 1)[1].split("\nbackend ", 1)[0]
+    backend = haproxy_section(cfg, "backend embeddings")
     found = re.search(r"default-server check inter (\d+)s fall (\d+) rise (\d+)", backend)
     assert found, f"no default-server check line in the embeddings backend:\n{backend}"
     inter, fall, rise = (int(g) for g in found.groups())

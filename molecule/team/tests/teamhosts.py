@@ -72,3 +72,22 @@ def run_probe(name: str, probe: str, args: dict[str, Any]) -> Any:
 def connect(name: str, targets: list[tuple[str, int]]) -> list[str]:
     """From host NAME, try each (address, port): "open", "refused", "timeout" or the error."""
     return run_probe(name, "tcp_connect", {"targets": targets})
+
+
+def nft_set(nft: dict, name: str) -> list[str]:
+    """The sorted elements of set NAME in an `nft -j list table` document."""
+    (found,) = [i["set"] for i in nft["nftables"] if "set" in i and i["set"]["name"] == name]
+    return sorted(found.get("elem", []))
+
+
+def haproxy_section(cfg: str, header: str) -> str:
+    """The body of section HEADER (e.g. "backend qdrant") of a haproxy.cfg: its lines up to
+    the next section."""
+    lines = cfg.splitlines()
+    assert header in lines, f"no section {header!r} in haproxy.cfg:\n{cfg}"
+    body = []
+    for line in lines[lines.index(header) + 1 :]:
+        if line and not line[0].isspace() and not line.startswith("#"):
+            break
+        body.append(line)
+    return "\n".join(body)

@@ -11,7 +11,7 @@ so it is the firewall and not a missing listener), and the drop rule's counter s
 from __future__ import annotations
 
 import pytest
-from teamhosts import Team, connect, run_probe
+from teamhosts import Team, connect, nft_set, run_probe
 
 EMBEDDINGS_PORT = 4000
 QDRANT_PORT = 6333
@@ -19,12 +19,6 @@ QDRANT_PORT = 6333
 
 def listening(name: str, port: int, table: str) -> dict:
     return run_probe(name, "listening", {"port": port, "table": table})
-
-
-def allowed_set(nft: dict) -> list[str]:
-    sets = [item["set"] for item in nft["nftables"] if "set" in item]
-    (found,) = [s for s in sets if s["name"] == "allowed_v4"]
-    return sorted(found.get("elem", []))
 
 
 def drop_counter(nft: dict, port: int) -> int:
@@ -78,7 +72,7 @@ def test_each_backend_table_admits_only_the_proxy(backends, addresses, team: Tea
     for name, port, table in backends:
         state = listening(name, port, table)
         assert state["nft_rc"] == 0, (name, state["nft_err"])
-        assert allowed_set(state["nft"]) == [addresses[team.proxy]], name
+        assert nft_set(state["nft"], "allowed_v4") == [addresses[team.proxy]], name
 
 
 def test_the_proxy_reaches_every_backend(backends, addresses, team: Team):

@@ -23,7 +23,7 @@ from typing import Any
 import molecule_helpers
 import pytest
 import yaml
-from teamhosts import Team, connect, group_vars, host, run_probe
+from teamhosts import Team, connect, group_vars, haproxy_section, host, nft_set, run_probe
 
 P2P_PORT = 6335
 CONFIG_FILE = "/etc/qdrant/config.yaml"
@@ -41,11 +41,6 @@ def peers(team: Team) -> dict[str, dict[str, Any]]:
 
 def flag(argv: list[str], name: str) -> str | None:
     return argv[argv.index(name) + 1] if name in argv else None
-
-
-def peer_set(nft: dict) -> list[str]:
-    (found,) = [i["set"] for i in nft["nftables"] if "set" in i and i["set"]["name"] == "peers_v4"]
-    return sorted(found.get("elem", []))
 
 
 def test_every_peer_runs_the_cluster_configuration(peers):
@@ -86,8 +81,8 @@ def test_the_second_peer_started_only_after_the_first_listened(peers, team: Team
 
 def test_the_p2p_port_admits_only_the_other_peer(peers, team: Team, addresses):
     first, second = team.qdrant
-    assert peer_set(peers[first]["nft"]) == [addresses[second]]
-    assert peer_set(peers[second]["nft"]) == [addresses[first]]
+    assert nft_set(peers[first]["nft"], "peers_v4") == [addresses[second]]
+    assert nft_set(peers[second]["nft"], "peers_v4") == [addresses[first]]
     # From the other peer the firewall lets it through (nothing listens: refused); from the
     # proxy and the workstation it is dropped (timeout).
     assert connect(second, [(addresses[first], P2P_PORT)]) == ["refused"]
@@ -99,7 +94,7 @@ def test_the_p2p_port_admits_only_the_other_peer(peers, team: Team, addresses):
 
 def test_the_proxy_has_both_peers_in_its_qdrant_backend(team: Team):
     cfg = host(team.proxy).file("/etc/haproxy/haproxy.cfg").content_string
-    backend = cfg.split("\nbackend qdrant\n", 1)[1].split("\nfrontend ", 1)[0]
+    backend = haproxy_section(cfg, "backend qdrant")
     lines = [line.split() for line in backend.splitlines()]
     servers = [words[1] for words in lines if words and words[0] == "server"]
     assert servers == list(team.qdrant)
