@@ -182,7 +182,15 @@ async def search_stream(
 class Workspace:
     name: str
     texts: list[str]
+    api_key: str
     stats: ClientStats = field(default_factory=ClientStats)
+
+
+def workspace_key(args: argparse.Namespace, name: str) -> str:
+    """The API key a workspace's Roo sends: one per workspace (`--keys per-workspace`, as on a
+    team's host, where each colleague has a key of jina_embeddings_api_keys), or the same one
+    for all (`--keys shared`: one person's windows)."""
+    return f"{args.api_key}-{name}" if args.keys == "per-workspace" else args.api_key
 
 
 async def run_load(
@@ -195,9 +203,9 @@ async def run_load(
     api = f"{base_url}/v1"
     clients = []
 
-    def embedder_for(stats: ClientStats) -> RooEmbedder:
+    def embedder_for(stats: ClientStats, api_key: str) -> RooEmbedder:
         client = make_openai_client(
-            api, args.api_key, clock=clock, stats=stats, patience_s=args.patience_s
+            api, api_key, clock=clock, stats=stats, patience_s=args.patience_s
         )
         clients.append(client)
         return RooEmbedder(
@@ -211,7 +219,11 @@ async def run_load(
     try:
         search_task = asyncio.create_task(
             search_stream(
-                embedder_for(search_stats), search_texts, args.search_rate, stop, searches
+                embedder_for(search_stats, workspaces[0].api_key),
+                search_texts,
+                args.search_rate,
+                stop,
+                searches,
             )
         )
 
@@ -224,7 +236,7 @@ async def run_load(
             await index_workspace(
                 workspace.name,
                 workspace.texts,
-                embedder_for(workspace.stats),
+                embedder_for(workspace.stats, workspace.api_key),
                 clock=clock,
                 stats=workspace.stats,
                 upsert=upsert,
@@ -296,6 +308,9 @@ def service(args: argparse.Namespace, k: int) -> Iterator[tuple[str, LogCursor |
         "JINA_OPENAI_DTYPE": args.dtype,
         "JINA_OPENAI_CACHE_PATH": str(cache.resolve()),
         "MALLOC_ARENA_MAX": "2",  # what the role's unit sets
+        "JINA_OPENAI_API_KEYS": ",".join(
+            sorted({args.api_key, *(workspace_key(args, f"ws{n + 1}") for n in range(k))})
+        ),
         **model_settings(args.model),
         **dict(item.split("=", 1) for item in args.set),
     }
@@ -315,7 +330,11 @@ def run_k(
     args: argparse.Namespace, k: int, corpus: list[str], search_texts: list[str]
 ) -> dict[str, Any]:
     workspaces = [
-        Workspace(f"ws{number + 1}", corpus[number * args.chunks : (number + 1) * args.chunks])
+        Workspace(
+            f"ws{number + 1}",
+            corpus[number * args.chunks : (number + 1) * args.chunks],
+            workspace_key(args, f"ws{number + 1}"),
+        )
         for number in range(k)
     ]
     with service(args, k) as (base_url, cursor):
@@ -393,6 +412,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             "threads": args.threads,
             "url": args.url or None,
             "patience_s": args.patience_s,
+            "keys": args.keys,
             "qdrant_url": args.qdrant_url or None,
             "usable_cores": len(os.sched_getaffinity(0)),
             "loadavg": Path("/proc/loadavg").read_text().split()[:3],
@@ -440,6 +460,14 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     )
     parser.add_argument("--url", default="", help="an already running service (loopback)")
     parser.add_argument("--api-key", default=API_KEY)
+    parser.add_argument(
+        "--keys",
+        choices=("per-workspace", "shared"),
+        default="per-workspace",
+        help="API keys: API_KEY-wsN per workspace (a team's host; the service's fair share is "
+        "per key), or API_KEY for all (one person's windows); with --url the service must "
+        "accept them",
+    )
     parser.add_argument("--model-id", default="bench")
     parser.add_argument("--qdrant-url", default="", help="also upsert into this Qdrant")
     parser.add_argument("--patience-s", type=float, default=PATIENCE_S)

@@ -56,6 +56,12 @@ def verdicts(run: dict[str, Any], model: str | None) -> list[tuple[str, str, boo
     return out
 
 
+def _keys(mode: str) -> str:
+    if mode == "per-workspace":
+        return "an API key per workspace (a team's host: the fair share is per key)"
+    return "one API key for every workspace (one person's windows: one share)"
+
+
 def render(report: dict[str, Any]) -> str:
     p = report["parameters"]
     target = p["url"] or f"our service, model {p['model']}, dtype {p['dtype']}, {p['device']}"
@@ -65,12 +71,14 @@ def render(report: dict[str, Any]) -> str:
         f"Started {report['started']}, finished {report['finished']}. {target}; "
         f"{p['chunks_per_workspace']} chunks per workspace in batches of {p['batch_size']}, "
         f"{p['search_rate_per_s']:g} search/s; client patience {p['patience_s']:.0f} s; "
+        f"{_keys(p.get('keys', 'shared'))}; "
         f"{p['usable_cores']} usable cores, load average at the start {' '.join(p['loadavg'])}.",
         "Each workspace is one Roo window (bench/roo_client.py: Roo's scanner, embedder and "
         "global rate limit over the openai SDK with Node's retry rules). Command: "
         f'`make roo-load ROO_LOAD_ARGS="--workspaces {",".join(map(str, p["workspaces"]))} '
         f"--chunks {p['chunks_per_workspace']} --search-rate {p['search_rate_per_s']:g}"
         + (f" --model {p['model']}" if p.get("model") and p["model"] != "minilm" else "")
+        + (" --keys shared" if p.get("keys", "shared") == "shared" else "")
         + (f" --name {report['name']}" if report.get("name", "roo-load") != "roo-load" else "")
         + '"`.',
         "",

@@ -168,4 +168,6 @@ def test_roo_load_runs_end_to_end_in_miniature(tmp_path: Path) -> None:
         sent = sum(r["http_requests"] for r in k_run["per_workspace"])
         sent += k_run["searches"]["http_requests"]
         assert k_run["server"]["log_statuses"] == {"200": sent}
-    assert "## K = 2" in (tmp_path / "roo-load.md").read_text()
+    markdown = (tmp_path / "roo-load.md").read_text()
+    assert "## K = 2" in markdown
+    assert "an API key per workspace" in markdown  # the default: the service accepted each

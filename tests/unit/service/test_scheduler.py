@@ -440,3 +440,25 @@ def test_a_client_that_comes_back_starts_level_with_the_least_served() -> None:
         queue.finish_batch(batch)
     # Starting from 0, b would take all but rule 1's input of every batch (a: 4 of 16).
     assert taken.count("a") == taken.count("b") == 8
+
+
+def test_each_clients_queued_tokens_follow_submit_batches_and_cancel() -> None:
+    """What the waiting line orders by (engine/waiting_line.py): tokens queued, not batched."""
+    queue = scheduler(max_batch_tokens=200, max_batch_inputs=64, max_queued_tokens=100_000)
+    first = make_job([100] * 4, "a0", client="key:a")
+    queue.submit(first)
+    queue.submit(make_job([100] * 2, "b0", client="key:b"))
+    assert (queue.client_tokens("key:a"), queue.client_tokens("key:b")) == (400, 200)
+    batch = queue.next_batch(timeout=0)
+    assert batch is not None
+    taken = {"key:a": 0, "key:b": 0}
+    for job, index in batch.items:
+        taken[job.client] += job.inputs[index].shape[0]
+    assert queue.client_tokens("key:a") == 400 - taken["key:a"]
+    assert queue.client_tokens("key:b") == 200 - taken["key:b"]
+    queue.finish_batch(batch)
+    queue.cancel(first)
+    assert queue.client_tokens("key:a") == 0
+    assert queue.client_tokens("nobody") == 0
+    drain(queue)
+    assert queue.client_tokens("key:b") == 0

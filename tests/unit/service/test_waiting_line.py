@@ -1,5 +1,6 @@
 """The waiting line (engine/waiting_line.py): a request refused on waiting time waits its turn
-for room, up to half the bound, before it gets its 429."""
+for room, up to half the bound, before it gets its 429; the client with the fewest tokens
+queued goes next."""
 
 from __future__ import annotations
 
@@ -7,11 +8,14 @@ import asyncio
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
+from jina_openai.engine.admission import SubmittedJob
 from jina_openai.engine.engine import EmbeddingEngine, EngineConfig
 from jina_openai.engine.errors import QueueFullError
-from jina_openai.engine.waiting_line import WaitingLine
+from jina_openai.engine.input_preparation import PreparedInputs
+from jina_openai.engine.waiting_line import REFRESH_S, WaitingLine
 from jina_openai.models.base import Embedder
 from jina_openai.models.registry import load_embedder
 
@@ -20,17 +24,52 @@ from .conftest import InstrumentedEmbedder
 TEXT = "def f(a, b): return a + b"  # more tokens than one batch holds: not a search
 
 
-def test_tickets_are_served_in_arrival_order() -> None:
+def test_one_clients_tickets_are_served_in_arrival_order() -> None:
     line = WaitingLine(patience_s=1.0)
-    first, second = line.join(), line.join()
-    assert line.is_first(first)
-    assert not line.is_first(second)
+    first, second = line.join("key:a"), line.join("key:a")
+    assert line.is_next(first, _none_queued)
+    assert not line.is_next(second, _none_queued)
     line.leave(first)
-    assert line.is_first(second)
+    assert line.is_next(second, _none_queued)
     assert len(line) == 1
     line.leave(first)  # leaving twice is harmless
     line.leave(second)
     assert len(line) == 0
+
+
+def test_the_client_with_the_fewest_tokens_queued_goes_next() -> None:
+    """A window back from a pause (nothing queued) goes ahead of one that fills the queue,
+    whoever joined first; the order follows the queue as its batches form."""
+    queued = {"key:busy": 5000, "key:back": 0}
+    now = [0.0]
+    line = WaitingLine(patience_s=1.0, clock=lambda: now[0])
+    busy = line.join("key:busy")
+    back = line.join("key:back")
+    assert line.is_next(back, queued.__getitem__)
+    assert not line.is_next(busy, queued.__getitem__)
+    queued["key:back"] = 9000  # it entered once and now holds more than the other
+    assert line.is_next(back, queued.__getitem__)  # the choice holds for REFRESH_S
+    now[0] += REFRESH_S
+    assert line.is_next(busy, queued.__getitem__)
+    line.leave(busy)
+    assert line.is_next(back, queued.__getitem__)
+
+
+def test_the_choice_is_made_once_per_refresh_not_once_per_ticket() -> None:
+    looked_up: list[str] = []
+
+    def queued(client: str) -> int:
+        looked_up.append(client)
+        return 0
+
+    line = WaitingLine(patience_s=1.0, clock=lambda: 0.0)
+    tickets = [line.join(f"connection:127.0.0.1:{port}") for port in range(100)]
+    assert [line.is_next(t, queued) for t in tickets] == [True] + [False] * 99
+    assert len(looked_up) == 100  # one look at each ticket for all hundred polls
+
+
+def _none_queued(client: str) -> int:
+    return 0
 
 
 def _engine(tiny_model_dir: Path, holder: list[InstrumentedEmbedder]) -> EmbeddingEngine:
@@ -159,3 +198,75 @@ def test_a_crowd_over_the_bound_is_served_in_turn_without_429(tiny_model_dir: Pa
     seconds = asyncio.run(main())  # a 429 would raise QueueFullError here
     assert len(seconds) == 8
     assert len(engine.waiting_line) == 0
+
+
+def test_a_client_with_nothing_queued_enters_before_one_that_fills_the_queue(
+    tiny_model_dir: Path,
+) -> None:
+    """Client a has a four-input request in the queue and a second request in line; client b
+    joins the line after it. Each batch that ends makes room for one request: b's enters first
+    (a still has inputs queued), so it is also batched first (the oldest request goes first)."""
+    holder: list[InstrumentedEmbedder] = []
+
+    def load() -> Embedder:
+        holder.append(InstrumentedEmbedder(load_embedder(tiny_model_dir), delay_s=0.3))
+        return holder[0]
+
+    config = EngineConfig(
+        max_batch_tokens=2,
+        max_batch_inputs=1,
+        max_queued_tokens=100_000,
+        max_queued_requests=100,
+        max_queue_wait_s=6.0,  # patience 3 s
+        truncate_inputs=True,
+        tokenizer_threads=1,
+        torch_threads=1,
+        warmup=False,
+    )
+    engine = EmbeddingEngine(config, load=load)
+    entered: list[str] = []  # request ids in the order they entered the queue
+    submit = engine.submit
+
+    def recording_submit(prepared: PreparedInputs, **kwargs: Any) -> SubmittedJob:
+        job = submit(prepared, **kwargs)
+        entered.append(kwargs["request_id"])
+        return job
+
+    engine.submit = recording_submit  # type: ignore[method-assign]
+
+    async def embed(name: str, inputs: int, client: str) -> None:
+        gone: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        with engine.admit(body_bytes=100) as admission:
+            await admission.embed(
+                [f"{TEXT}  # {name} {n}" for n in range(inputs)],
+                token_ids=False,
+                single=False,
+                request_id=name,
+                client_gone=gone,
+                client=client,
+            )
+
+    async def main() -> None:
+        engine.start()
+        while engine.state != "ready":
+            await asyncio.sleep(0.01)
+        probe = await engine.prepare([f"{TEXT}  # a1 0"], token_ids=False, single=True)
+        tokens = probe.token_count
+        # 0.8 inputs/s as measured: four inputs (5 s) fit the 6 s bound, five (6.25 s) do not.
+        engine._throughput.observe(tokens=int(tokens * 800), seconds=1000.0)
+        try:
+            first = asyncio.create_task(embed("a1", 4, "key:a"))
+            while not holder[0].batch_started.is_set():
+                await asyncio.sleep(0.005)
+            second = asyncio.create_task(embed("a2", 1, "key:a"))
+            while len(engine.waiting_line) < 1:
+                await asyncio.sleep(0.005)
+            other = asyncio.create_task(embed("b1", 1, "key:b"))
+            while len(engine.waiting_line) < 2:
+                await asyncio.sleep(0.005)
+            await asyncio.wait_for(asyncio.gather(first, second, other), 10)
+        finally:
+            await engine.stop(timeout=10)
+
+    asyncio.run(main())  # a 429 would raise QueueFullError here
+    assert entered == ["a1", "b1", "a2"]

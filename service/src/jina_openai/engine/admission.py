@@ -194,13 +194,13 @@ class Admission:
                     raise
         else:
             scheduler.step_aside(self._reservation)  # its estimate must not block those ahead
-        ticket = line.join()
+        ticket = line.join(client)
         give_up_at = self._clock() + line.patience_s
         try:
             while True:
                 await self._until(asyncio.sleep(LINE_POLL_S), client_gone)
                 last_try = self._clock() >= give_up_at
-                if not (last_try or line.is_first(ticket)):
+                if not (last_try or line.is_next(ticket, scheduler.client_tokens)):
                     continue
                 try:
                     return engine.submit(

@@ -119,6 +119,7 @@ class BatchScheduler:
         self._jobs: dict[int, EmbeddingJob] = {}  # jobs with pending inputs, in arrival order
         self._served: dict[str, int] = {}  # tokens batched per client with jobs queued
         self._client_jobs: dict[str, int] = {}  # queued jobs per client
+        self._client_tokens: dict[str, int] = {}  # tokens queued, not yet batched, per client
         self._seq = itertools.count()
         self._batch_ids = itertools.count()
         self._admitted_tokens = 0
@@ -145,6 +146,10 @@ class BatchScheduler:
     @property
     def queued_requests(self) -> int:
         return len(self._jobs)
+
+    def client_tokens(self, client: str) -> int:
+        """Tokens `client` has queued and not yet batched (the waiting line's order)."""
+        return self._client_tokens.get(client, 0)
 
     @property
     def reserved_tokens(self) -> int:
@@ -239,7 +244,7 @@ class BatchScheduler:
             self._check_slot()
             job.seq = next(self._seq)
             self._jobs[job.seq] = job
-            self._add_client(job.client)
+            self._add_client(job.client, job.total_tokens)
             self._admitted_tokens += job.total_tokens
             self._queued_tokens += job.total_tokens
             self._queued_inputs += job.size
@@ -251,9 +256,9 @@ class BatchScheduler:
             job.cancelled = True
             if self._jobs.pop(job.seq, None) is None:
                 return 0
-            self._remove_client(job.client)
             dropped = len(job.pending_lengths)
             self._release_pending(job)
+            self._remove_client(job.client)
             return dropped
 
     # --- inference side -------------------------------------------------------------------------
@@ -301,6 +306,7 @@ class BatchScheduler:
             self._jobs.clear()
             self._served.clear()
             self._client_jobs.clear()
+            self._client_tokens.clear()
             self._condition.notify_all()
             return jobs
 
@@ -317,6 +323,7 @@ class BatchScheduler:
             by_job.setdefault(job.seq, []).append(selection.position)
             items.append((job, selection.index))
             self._served[job.client] += selection.length
+            self._client_tokens[job.client] -= selection.length
             tokens += selection.length
             longest = max(longest, selection.length)
         for seq, positions in by_job.items():
@@ -393,16 +400,19 @@ class BatchScheduler:
                 0, what=f"{bound} bytes of request memory", reason="request_memory"
             )
 
-    def _add_client(self, client: str) -> None:
+    def _add_client(self, client: str, tokens: int) -> None:
         if client not in self._client_jobs:
             self._served[client] = min(self._served.values(), default=0)
+            self._client_tokens[client] = 0
         self._client_jobs[client] = self._client_jobs.get(client, 0) + 1
+        self._client_tokens[client] += tokens
 
     def _remove_client(self, client: str) -> None:
         self._client_jobs[client] -= 1
         if self._client_jobs[client] == 0:
             del self._client_jobs[client]
             del self._served[client]
+            assert self._client_tokens.pop(client) == 0
 
     def _fits_batch(self, tokens: int) -> bool:
         return tokens <= self.limits.max_batch_tokens
@@ -428,6 +438,8 @@ class BatchScheduler:
             )
 
     def _release_pending(self, job: EmbeddingJob) -> None:
+        if job.client in self._client_tokens:
+            self._client_tokens[job.client] -= job.pending_tokens
         self._admitted_tokens -= job.pending_tokens
         self._queued_tokens -= job.pending_tokens
         self._queued_inputs -= len(job.pending_lengths)
