@@ -3,9 +3,9 @@ explain is provoked for real against the running service and Qdrant, then doctor
 name every one of them in words. Afterwards, with the provoking collection gone and the log read
 from a later point, it must find nothing (exit 0); with Qdrant unreachable it exits 3.
 
-A 429 cannot be provoked here without reconfiguring and restarting the service (MiniLM serves a
-burst faster than any default bound fills): doctor's 429 report, by cause, is in
-tests/unit/stack_cli/test_jina_stack.py.
+A 429 needs the service reconfigured and restarted (MiniLM serves a burst faster than any
+default bound fills): test_doctor_overload.py provokes it after these tests; doctor's 429
+report for every cause is in tests/unit/stack_cli/test_jina_stack.py.
 """
 
 from __future__ import annotations
