@@ -12,6 +12,7 @@ import json
 from pathlib import Path
 from typing import Any
 
+from bench.roo_load_report import summary_table
 from bench.speed_report import SPEED_JSON, SPEED_MD, targets_table
 
 ANALYSIS = Path(__file__).with_name("analysis.md")
@@ -334,9 +335,24 @@ def render(out: Path) -> str:
             "",
             *targets_table(speed),
         ]
+    roo_loads = [path for path in ROO_LOAD_JSONS if (out / path).is_file()]
+    if roo_loads:
+        lines += [
+            "",
+            "## Roo Code at team load",
+            "",
+            "`make roo-load`: K Roo workspaces indexing at once on one host, Roo's own retries and"
+            " 10 % rule, plus a search per second.",
+        ]
+        for path in roo_loads:
+            report = json.loads((out / path).read_text())
+            lines += ["", *summary_table(report, path.replace(".json", ".md"))]
     if ANALYSIS.is_file():
         lines += ["", ANALYSIS.read_text().rstrip()]
     return "\n".join(lines) + "\n"
+
+
+ROO_LOAD_JSONS = ("roo-load.json", "roo-load-full-size.json")
 
 
 def write_report(out: Path) -> Path:

@@ -56,6 +56,29 @@ def verdicts(run: dict[str, Any], model: str | None) -> list[tuple[str, str, boo
     return out
 
 
+def summary_table(report: dict[str, Any], page: str) -> list[str]:
+    """A row per K, for docs/benchmarks.md: the figures issue 16 judges, and the page."""
+    p = report["parameters"]
+    lines = [
+        f"[{page}]({page}): model {p.get('model') or p.get('url')}, {p['chunks_per_workspace']}"
+        f" chunks per workspace, {_keys(p.get('keys', 'shared'))}; run {report['started']}.",
+        "",
+        "| K | wall | slowest / fastest | failed batches | 499 | 429 | indexes Roo drops |"
+        " searches' p99 |",
+        "|---:|---:|---:|---:|---:|---:|---|---:|",
+    ]
+    for run in report["runs"]:
+        rows = run["per_workspace"]
+        dropped = [w["name"] for w in rows if w["would_drop_index"]]
+        lines.append(
+            f"| {run['workspaces']} | {run['wall_s']:.0f} s | {run['slowest_over_fastest'] or '-'}"
+            f" | {sum(w['failed_batches'] for w in rows)} | {sum(w['abandoned_499'] for w in rows)}"
+            f" | {sum(w['http_429'] for w in rows)} | {', '.join(dropped) or 'none'}"
+            f" | {_s(run['searches']['p99_s'])} |"
+        )
+    return lines
+
+
 def _keys(mode: str) -> str:
     if mode == "per-workspace":
         return "an API key per workspace (a team's host: the fair share is per key)"

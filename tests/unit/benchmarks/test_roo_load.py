@@ -171,3 +171,18 @@ def test_roo_load_runs_end_to_end_in_miniature(tmp_path: Path) -> None:
     markdown = (tmp_path / "roo-load.md").read_text()
     assert "## K = 2" in markdown
     assert "an API key per workspace" in markdown  # the default: the service accepted each
+
+
+def test_benchmarks_md_has_a_row_per_k_of_each_roo_load_report(tmp_path: Path) -> None:
+    from bench.report import render as render_benchmarks
+
+    docs = Path(__file__).resolve().parents[3] / "docs"
+    (tmp_path / "benchmarks.json").write_text((docs / "benchmarks.json").read_text())
+    report = json.loads((docs / "roo-load-full-size.json").read_text())
+    (tmp_path / "roo-load-full-size.json").write_text(json.dumps(report))
+    markdown = render_benchmarks(tmp_path)
+    assert "## Roo Code at team load" in markdown
+    assert "[roo-load-full-size.md](roo-load-full-size.md)" in markdown
+    for run in report["runs"]:
+        assert f"| {run['workspaces']} | {run['wall_s']:.0f} s |" in markdown
+    assert "[roo-load.md]" not in markdown  # only the reports that are there
