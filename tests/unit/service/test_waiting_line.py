@@ -72,17 +72,26 @@ def _none_queued(client: str) -> int:
     return 0
 
 
-def _engine(tiny_model_dir: Path, holder: list[InstrumentedEmbedder]) -> EmbeddingEngine:
+def _engine(
+    tiny_model_dir: Path,
+    holder: list[InstrumentedEmbedder],
+    *,
+    max_queue_wait_s: float = 2.0,  # the line's patience: 1 s
+    delay_s: float = 0.0,
+) -> EmbeddingEngine:
+    """One input per batch; batches held at the embedder's gate, or each `delay_s` long."""
+
     def load() -> Embedder:
-        holder.append(InstrumentedEmbedder(load_embedder(tiny_model_dir), gated=True))
+        inner = load_embedder(tiny_model_dir)
+        holder.append(InstrumentedEmbedder(inner, gated=not delay_s, delay_s=delay_s))
         return holder[0]
 
     config = EngineConfig(
         max_batch_tokens=2,
         max_batch_inputs=1,
-        max_queued_tokens=1000,
-        max_queued_requests=10,
-        max_queue_wait_s=2.0,  # the line's patience: 1 s
+        max_queued_tokens=100_000,
+        max_queued_requests=100,
+        max_queue_wait_s=max_queue_wait_s,
         truncate_inputs=True,
         tokenizer_threads=1,
         torch_threads=1,
@@ -166,23 +175,9 @@ def test_a_crowd_over_the_bound_is_served_in_turn_without_429(tiny_model_dir: Pa
     """Twice the bound's work at once: those that do not fit wait in line, and the ones that
     join behind others give back their estimates, which would otherwise block the head."""
     holder: list[InstrumentedEmbedder] = []
-
-    def load() -> Embedder:
-        holder.append(InstrumentedEmbedder(load_embedder(tiny_model_dir), delay_s=0.3))
-        return holder[0]
-
-    config = EngineConfig(
-        max_batch_tokens=2,
-        max_batch_inputs=1,
-        max_queued_tokens=100_000,
-        max_queued_requests=100,
-        max_queue_wait_s=4.0,  # four requests' work at the rate below; patience 2 s
-        truncate_inputs=True,
-        tokenizer_threads=1,
-        torch_threads=1,
-        warmup=False,
-    )
-    engine = EmbeddingEngine(config, load=load)
+    engine = _engine(
+        tiny_model_dir, holder, max_queue_wait_s=4.0, delay_s=0.3
+    )  # four requests' work at the rate below; patience 2 s
 
     async def main() -> list[float]:
         engine.start()
@@ -207,23 +202,7 @@ def test_a_client_with_nothing_queued_enters_before_one_that_fills_the_queue(
     joins the line after it. Each batch that ends makes room for one request: b's enters first
     (a still has inputs queued), so it is also batched first (the oldest request goes first)."""
     holder: list[InstrumentedEmbedder] = []
-
-    def load() -> Embedder:
-        holder.append(InstrumentedEmbedder(load_embedder(tiny_model_dir), delay_s=0.3))
-        return holder[0]
-
-    config = EngineConfig(
-        max_batch_tokens=2,
-        max_batch_inputs=1,
-        max_queued_tokens=100_000,
-        max_queued_requests=100,
-        max_queue_wait_s=6.0,  # patience 3 s
-        truncate_inputs=True,
-        tokenizer_threads=1,
-        torch_threads=1,
-        warmup=False,
-    )
-    engine = EmbeddingEngine(config, load=load)
+    engine = _engine(tiny_model_dir, holder, max_queue_wait_s=6.0, delay_s=0.3)  # patience 3 s
     entered: list[str] = []  # request ids in the order they entered the queue
     submit = engine.submit
 
