@@ -175,9 +175,8 @@ def test_a_crowd_over_the_bound_is_served_in_turn_without_429(tiny_model_dir: Pa
     """Twice the bound's work at once: those that do not fit wait in line, and the ones that
     join behind others give back their estimates, which would otherwise block the head."""
     holder: list[InstrumentedEmbedder] = []
-    engine = _engine(
-        tiny_model_dir, holder, max_queue_wait_s=4.0, delay_s=0.3
-    )  # four requests' work at the rate below; patience 2 s
+    # Four requests' work at the rate below; patience 2 s.
+    engine = _engine(tiny_model_dir, holder, max_queue_wait_s=4.0, delay_s=0.3)
 
     async def main() -> list[float]:
         engine.start()
@@ -202,7 +201,7 @@ def test_a_client_with_nothing_queued_enters_before_one_that_fills_the_queue(
     joins the line after it. Each batch that ends makes room for one request: b's enters first
     (a still has inputs queued), so it is also batched first (the oldest request goes first)."""
     holder: list[InstrumentedEmbedder] = []
-    engine = _engine(tiny_model_dir, holder, max_queue_wait_s=6.0, delay_s=0.3)  # patience 3 s
+    engine = _engine(tiny_model_dir, holder, max_queue_wait_s=6.0, delay_s=0.3)  # patience: 3 s
     entered: list[str] = []  # request ids in the order they entered the queue
     submit = engine.submit
 
