@@ -412,7 +412,8 @@ class BatchScheduler:
         if self._client_jobs[client] == 0:
             del self._client_jobs[client]
             del self._served[client]
-            assert self._client_tokens.pop(client) == 0
+            remaining = self._client_tokens.pop(client)
+            assert remaining == 0, remaining
 
     def _fits_batch(self, tokens: int) -> bool:
         return tokens <= self.limits.max_batch_tokens
