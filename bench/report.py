@@ -19,6 +19,7 @@ ANALYSIS = Path(__file__).with_name("analysis.md")
 THROUGHPUT_PNG = "bench-throughput.png"
 P99_PNG = "bench-p99.png"
 SOAK_PNG = "soak-rss.png"
+ROO_LOAD_JSONS = ("roo-load.json", "roo-load-full-size.json")  # make roo-load's reports in docs/
 
 
 def _fmt_s(value: float | None) -> str:
@@ -350,9 +351,6 @@ def render(out: Path) -> str:
     if ANALYSIS.is_file():
         lines += ["", ANALYSIS.read_text().rstrip()]
     return "\n".join(lines) + "\n"
-
-
-ROO_LOAD_JSONS = ("roo-load.json", "roo-load-full-size.json")
 
 
 def write_report(out: Path) -> Path:
