@@ -161,7 +161,11 @@ async def index_load(
         scans = []
         for workspace, result in zip(workspaces, results, strict=True):
             client = make_openai_client(
-                api, args.api_key, clock=clock, stats=workspace.stats, patience_s=args.patience_s
+                api,
+                workspace.api_key,
+                clock=clock,
+                stats=workspace.stats,
+                patience_s=args.patience_s,
             )
             clients.append(client)
             embedder = RooEmbedder(
@@ -264,7 +268,11 @@ def run_phase(
 ) -> dict[str, Any]:
     cores = args.cores[:hosts]
     workspaces = [
-        Workspace(f"ws{number + 1}", corpus[number * args.chunks : (number + 1) * args.chunks])
+        Workspace(
+            f"ws{number + 1}",
+            corpus[number * args.chunks : (number + 1) * args.chunks],
+            args.api_key,  # one key for all: scale-out measures capacity, not fairness
+        )
         for number in range(args.workspaces)
     ]
     logs = args.out / "logs"
