@@ -439,8 +439,7 @@ class BatchScheduler:
             )
 
     def _release_pending(self, job: EmbeddingJob) -> None:
-        if job.client in self._client_tokens:
-            self._client_tokens[job.client] -= job.pending_tokens
+        self._client_tokens[job.client] -= job.pending_tokens  # its client is still counted
         self._admitted_tokens -= job.pending_tokens
         self._queued_tokens -= job.pending_tokens
         self._queued_inputs -= len(job.pending_lengths)
