@@ -66,7 +66,7 @@ SIZES: dict[str, tuple[int, int]] = {
     "eval_pairs": (300, 20),
     "reindex_chunks": (1000, 120),
     "queries_chunks": (1200, 120),
-    "queries_rounds": (2, 1),  # ABBA rounds of runs alone / with typed queries
+    "queries_rounds": (4, 1),  # ABBA rounds of runs alone / with typed queries
 }
 
 
@@ -131,6 +131,53 @@ def served_dtype(running: RunningServer, wanted: str) -> str:
     if dtype != wanted:
         raise RuntimeError(f"asked for {wanted}, the service runs {dtype}")
     return dtype
+
+
+# Student's t, two-sided 95 %, by degrees of freedom (rounds - 1)
+T95 = {1: 12.706, 2: 4.303, 3: 3.182, 4: 2.776, 5: 2.571, 6: 2.447, 7: 2.365, 8: 2.306, 9: 2.262}
+
+
+def throughput_shares(
+    runs: list[dict[str, Any]], alone: str, typed: str, back_to_back: str
+) -> dict[str, Any]:
+    """Index throughput with typed queries as a share of alone: over all runs (the target),
+    per ABBA round with a 95 % interval over rounds, and as predicted by one query's cost (the
+    index seconds the back-to-back run lost per query, against the alone runs' mean rate)."""
+    rate: dict[str, list[float]] = {"alone": [], "typed": []}
+    rounds: list[float] = []
+    for start in range(0, len(runs) - 3, 4):
+        block = runs[start : start + 4]
+        if [r["label"] for r in block] != [alone, typed, typed, alone]:
+            break
+        a = [r["index"]["inputs_per_s"] for r in (block[0], block[3])]
+        t = [r["index"]["inputs_per_s"] for r in (block[1], block[2])]
+        rate["alone"] += a
+        rate["typed"] += t
+        rounds.append(round(statistics.mean(t) / statistics.mean(a), 4))
+    alone_rate = statistics.mean(rate["alone"])
+    result: dict[str, Any] = {
+        "alone_inputs_per_s": round(alone_rate, 2),
+        "with_queries_inputs_per_s": round(statistics.mean(rate["typed"]), 2),
+        "round_shares": rounds,
+    }
+    result["throughput_share"] = round(result["with_queries_inputs_per_s"] / alone_rate, 4)
+    if len(rounds) > 1:
+        half = T95.get(len(rounds) - 1, 2.0) * statistics.stdev(rounds) / len(rounds) ** 0.5
+        mean = statistics.mean(rounds)
+        result["round_share_ci95"] = [round(mean - half, 4), round(mean + half, 4)]
+    stress = next((r for r in runs if r["label"] == back_to_back), None)
+    if stress is not None:
+        index = stress["index"]
+        lost_s = index["elapsed_s"] - index["inputs"] / alone_rate
+        cost_s = lost_s / max(stress["queries"]["queries"], 1)
+        typed_runs = [r for r in runs if r["label"] == typed]
+        rate_per_s = sum(r["queries"]["queries"] for r in typed_runs) / sum(
+            r["index"]["elapsed_s"] for r in typed_runs
+        )
+        result["query_cost_ms"] = round(cost_s * 1000, 1)
+        result["typed_queries_per_s"] = round(rate_per_s, 2)
+        result["predicted_share"] = round(1 - rate_per_s * cost_s, 4)
+    return result
 
 
 class Bench:
@@ -356,11 +403,14 @@ class Bench:
         pause_s = self.args.query_pause_s
         # (label, queries or None, pause): runs alone and with typed queries in ABBA order
         # (alone, with, with, alone, ...), so that a drift of the machine's speed falls on both
-        # equally; the last is a stress shape, whole chunks back to back (make bench's mixed).
+        # equally. Then two stress shapes back to back: typed queries, whose index time lost per
+        # query gives the cost of one query (estimated far more precisely than a 2-5 % share
+        # is measured directly on this noisy machine), and whole chunks (make bench's mixed).
         alone: tuple[str, list[str] | None, float] = ("index alone", None, 0.0)
         typed: tuple[str, list[str] | None, float] = ("with typed queries", typed_queries, pause_s)
+        typed_back_to_back = ("with typed queries back to back", typed_queries, 0.0)
         plan = [alone, typed, typed, alone] * self.size("queries_rounds")
-        plan.append(("with chunk queries back to back", chunk_queries, 0.0))
+        plan += [typed_back_to_back, ("with chunk queries back to back", chunk_queries, 0.0)]
         phase: dict[str, Any] = {
             "dtype": dtype,
             "cache_memory_mb": 0,
@@ -390,15 +440,8 @@ class Bench:
                     result = asyncio.run(index_corpus(running.base_url, texts, api_key=API_KEY))
                 run["index"] = result.summary()
                 phase["runs"].append(run)
-        runs = phase["runs"]
-        alone_rates = [r["index"]["inputs_per_s"] for r in runs if r["label"] == alone[0]]
-        typed_runs = [r for r in runs if r["label"] == typed[0]]
-        typed_rates = [r["index"]["inputs_per_s"] for r in typed_runs]
-        phase["alone_inputs_per_s"] = round(statistics.mean(alone_rates), 2)
-        phase["with_queries_inputs_per_s"] = round(statistics.mean(typed_rates), 2)
-        phase["throughput_share"] = round(
-            phase["with_queries_inputs_per_s"] / max(phase["alone_inputs_per_s"], 1e-9), 4
-        )
+        phase.update(throughput_shares(phase["runs"], alone[0], typed[0], typed_back_to_back[0]))
+        typed_runs = [r for r in phase["runs"] if r["label"] == typed[0]]
         latencies = sorted(s for r in typed_runs for s in r["queries"].pop("latencies_s"))
         phase["query_p99_s"] = round(percentile(latencies, 0.99), 4)
         return phase

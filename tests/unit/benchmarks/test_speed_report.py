@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 
 from bench.report import render as render_benchmarks
+from bench.speed import throughput_shares
 from bench.speed_eval import agreement, cosine_summary, search_pairs, search_summary, top1
 from bench.speed_report import SPEED_JSON, render, targets
 
@@ -153,6 +154,11 @@ def fake_report() -> dict[str, Any]:
                 "alone_inputs_per_s": 60.0,
                 "with_queries_inputs_per_s": 58.0,
                 "throughput_share": 0.9667,
+                "round_shares": [0.97, 0.9634],
+                "round_share_ci95": [0.9256, 1.0078],
+                "query_cost_ms": 12.5,
+                "typed_queries_per_s": 1.8,
+                "predicted_share": 0.9775,
                 "query_p99_s": 0.3,
                 "duration_s": 90,
             },
@@ -179,6 +185,9 @@ def test_every_target_met_renders_as_met(tmp_path: Path) -> None:
     assert "2.80x" in markdown  # served bf16 / fp32 = 7.0 / 2.5
     assert "44.0x" in markdown  # cold 22 s / warm 0.5 s
     assert "99.7% of 300 queries" in markdown
+    assert "rounds' 95 % interval 92.6%-100.8%" in markdown
+    assert "One typed query costs the index 12.5 ms" in markdown
+    assert "predicts 97.8% of the alone throughput" in markdown
 
 
 @pytest.mark.parametrize(
@@ -252,3 +261,40 @@ def test_search_and_vector_comparisons() -> None:
     assert same["min"] == 1.0
     assert same["max_abs_diff"] == 0.0
     assert cosine_summary(chunks, queries)["min"] < 0.99
+
+
+def _run(label: str, inputs_per_s: float, queries: int | None = None) -> dict[str, Any]:
+    run: dict[str, Any] = {
+        "label": label,
+        "index": {"inputs": 1200, "inputs_per_s": inputs_per_s, "elapsed_s": 1200 / inputs_per_s},
+    }
+    if queries is not None:
+        run["queries"] = {"queries": queries}
+    return run
+
+
+def test_throughput_shares_per_round_with_an_interval_and_a_query_cost() -> None:
+    alone, typed, stress = "index alone", "with typed queries", "back to back"
+    runs = [
+        _run(alone, 60.0), _run(typed, 57.0, 40), _run(typed, 57.0, 40), _run(alone, 60.0),
+        _run(alone, 50.0), _run(typed, 49.0, 40), _run(typed, 49.0, 40), _run(alone, 50.0),
+        # 1200 chunks at the alone mean (55/s) take 21.82 s; 400 queries made it 25.82 s
+        _run(stress, 1200 / (1200 / 55.0 + 4.0), 400),
+    ]  # fmt: skip
+    shares = throughput_shares(runs, alone, typed, stress)
+    assert shares["round_shares"] == [0.95, 0.98]  # a slow second round does not bias them
+    assert shares["throughput_share"] == pytest.approx(53.0 / 55.0, abs=1e-4)
+    low, high = shares["round_share_ci95"]
+    assert low < 0.95 < 0.98 < high
+    assert shares["query_cost_ms"] == pytest.approx(10.0, abs=0.1)
+    rate = 160 / sum(1200 / ips for ips in (57.0, 57.0, 49.0, 49.0))
+    assert shares["typed_queries_per_s"] == pytest.approx(rate, abs=0.01)
+    assert shares["predicted_share"] == pytest.approx(1 - rate * 0.010, abs=1e-3)
+
+
+def test_throughput_shares_of_one_round_have_no_interval() -> None:
+    runs = [_run("a", 60.0), _run("t", 57.0, 9), _run("t", 57.0, 9), _run("a", 60.0)]
+    shares = throughput_shares(runs, "a", "t", "stress")
+    assert shares["round_shares"] == [0.95]
+    assert "round_share_ci95" not in shares
+    assert "query_cost_ms" not in shares
