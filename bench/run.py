@@ -150,11 +150,15 @@ def versions() -> dict[str, str]:
 
 
 def machine() -> dict[str, Any]:
-    cpu = "unknown"
+    fields: dict[str, str] = {}
     for line in Path("/proc/cpuinfo").read_text().splitlines():
-        if line.startswith("model name"):
-            cpu = line.split(":", 1)[1].strip()
-            break
+        name, _, value = line.partition(":")
+        if not name.strip():
+            break  # the first processor's block is enough
+        fields.setdefault(name.strip(), value.strip())
+    cpu = fields.get("model name", "unknown")
+    if "cpu family" in fields:  # "AMD EPYC" alone does not tell one generation from the next
+        cpu += f" (family {fields['cpu family']}, model {fields.get('model', '?')})"
     memory_kb = int(Path("/proc/meminfo").read_text().split()[1])
     return {
         "cpu": cpu,

@@ -210,29 +210,24 @@ class Bench:
 
     # --- phase: full-size ----------------------------------------------------------------------
 
-    def in_process(self, model: Path, dtype: str, vectors: Path) -> dict[str, Any]:
-        command = [
-            sys.executable,
-            "-m",
-            "bench.speed_inprocess",
-            "--model",
-            str(model),
-            "--dtype",
-            dtype,
-            "--threads",
-            str(self.args.threads),
-            "--inputs",
-            str(self.size("full_inprocess_inputs")),
-            "--max-input-tokens",
-            str(full_size_model.MAX_INPUT_TOKENS),
-            "--vectors",
-            str(vectors),
-        ]
+    def fresh_process(self, module: str, *args: str) -> dict[str, Any]:
+        """Run `python -m module args` (threads given) and return the JSON it prints last."""
+        command = [sys.executable, "-m", module, "--threads", str(self.args.threads), *args]
         env = {**os.environ, "HF_HUB_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false"}
         done = subprocess.run(command, check=False, capture_output=True, text=True, env=env)
         if done.returncode != 0:
             raise RuntimeError(f"{' '.join(command)} failed:\n{done.stderr[-3000:]}")
         result: dict[str, Any] = json.loads(done.stdout.strip().splitlines()[-1])
+        return result
+
+    def in_process(self, model: Path, dtype: str, vectors: Path) -> dict[str, Any]:
+        result = self.fresh_process(
+            "bench.speed_inprocess",
+            *("--model", str(model), "--dtype", dtype),
+            *("--inputs", str(self.size("full_inprocess_inputs"))),
+            *("--max-input-tokens", str(full_size_model.MAX_INPUT_TOKENS)),
+            *("--vectors", str(vectors)),
+        )
         result["loadavg"] = loadavg()
         return result
 
@@ -469,6 +464,8 @@ class Bench:
             },
             "phases": {},
         }
+        self.step("the CPU's matrix-multiply rate, float32 and bfloat16")
+        report["machine"]["matrix_multiply"] = self.fresh_process("bench.gemm_calibration")
         runners: dict[str, Callable[[], dict[str, Any]]] = {
             "full-size": self.full_size,
             "quality": self.quality,

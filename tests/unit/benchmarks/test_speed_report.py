@@ -16,7 +16,19 @@ from bench.speed import throughput_shares
 from bench.speed_eval import agreement, cosine_summary, search_pairs, search_summary, top1
 from bench.speed_report import SPEED_JSON, render, targets
 
-MACHINE = {"cpu": "Test CPU", "usable_cores": 2, "memory_gb": 8.0, "os": "Linux-test"}
+MACHINE = {
+    "cpu": "Test CPU (family 25, model 17)",
+    "usable_cores": 2,
+    "memory_gb": 8.0,
+    "os": "Linux-test",
+    "matrix_multiply": {
+        "shape": "2048x768 by 768x3072",
+        "threads": 2,
+        "float32_gflops": 160,
+        "bfloat16_gflops": 420,
+        "bfloat16_ratio": 2.62,
+    },
+}
 
 
 def _served(ips: float, hwm: float) -> dict[str, Any]:
@@ -188,6 +200,7 @@ def test_every_target_met_renders_as_met(tmp_path: Path) -> None:
     assert "rounds' 95 % interval 92.6%-100.8%" in markdown
     assert "One typed query costs the index 12.5 ms" in markdown
     assert "predicts 97.8% of the alone throughput" in markdown
+    assert "bfloat16 420 GFLOP/s (**2.62x**)" in markdown
 
 
 @pytest.mark.parametrize(
