@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from bench.roo_load_report import summary_table
-from bench.speed_report import SPEED_JSON, SPEED_MD, targets_table
+from bench.speed_report import SPEED_JSON, SPEED_MD, matrix_multiply_note, targets_table
 
 ANALYSIS = Path(__file__).with_name("analysis.md")
 THROUGHPUT_PNG = "bench-throughput.png"
@@ -332,7 +332,7 @@ def render(out: Path) -> str:
             "## CPU speed: bfloat16, the embedding cache, the query lane",
             "",
             f"`{speed['command']}`, run {speed['started']} ({speed['duration_s']} s); the phases"
-            f" in detail: [{SPEED_MD}]({SPEED_MD}).",
+            f" in detail: [{SPEED_MD}]({SPEED_MD})." + matrix_multiply_note(speed["machine"]),
             "",
             *targets_table(speed),
         ]

@@ -43,14 +43,15 @@ def _retried(run: dict[str, Any]) -> str:
     return f"{_statuses(run['retried'])} (slept {run['retry_wait_s']:.0f} s)"
 
 
-def _matrix_multiply(machine: dict[str, Any]) -> str:
+def matrix_multiply_note(machine: dict[str, Any]) -> str:
     """What the CPU offers bfloat16 (bench/gemm_calibration.py), when the run measured it."""
     gemm = machine.get("matrix_multiply")
     if not gemm:
         return ""
     return (
-        f" The CPU's matrix multiply ({gemm['shape']}, {gemm['threads']} threads): float32 "
-        f"{gemm['float32_gflops']} GFLOP/s, bfloat16 {gemm['bfloat16_gflops']} GFLOP/s "
+        f" The CPU ({machine['cpu']}) multiplies matrices ({gemm['shape']}, {gemm['threads']} "
+        f"threads) at {gemm['float32_gflops']} GFLOP/s in float32 and "
+        f"{gemm['bfloat16_gflops']} GFLOP/s in bfloat16 "
         f"(**{gemm['bfloat16_ratio']:.2f}x**). A forward pass is mostly such multiplies and "
         "its other work gains less, so this is about what bfloat16 can gain on this CPU."
     )
@@ -341,7 +342,7 @@ def render(out: Path) -> str:
         + ", ".join(f"{k} {v}" for k, v in report["versions"].items())
         + f". {report['parameters']['threads']} torch threads. Every server is ours as "
         "production runs it (gunicorn + uvicorn worker), its dtype and cache set explicitly; "
-        "the ratios compare runs of the same invocation." + _matrix_multiply(m),
+        "the ratios compare runs of the same invocation." + matrix_multiply_note(m),
         "",
         "## Targets",
         "",

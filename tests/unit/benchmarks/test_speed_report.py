@@ -200,7 +200,7 @@ def test_every_target_met_renders_as_met(tmp_path: Path) -> None:
     assert "rounds' 95 % interval 92.6%-100.8%" in markdown
     assert "One typed query costs the index 12.5 ms" in markdown
     assert "predicts 97.8% of the alone throughput" in markdown
-    assert "bfloat16 420 GFLOP/s (**2.62x**)" in markdown
+    assert "420 GFLOP/s in bfloat16 (**2.62x**)" in markdown
 
 
 @pytest.mark.parametrize(
