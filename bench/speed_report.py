@@ -58,24 +58,18 @@ def matrix_multiply_note(machine: dict[str, Any]) -> str:
 
 
 def _share_interval(p: dict[str, Any]) -> str:
-    """The rounds' 95 % interval of the throughput share, when the run had several rounds."""
+    """The rounds' 95 % interval of the throughput share ("" when the run had one round)."""
     interval = p.get("round_share_ci95")
-    if not interval:
-        return ""
-    return f"; rounds' 95 % interval {interval[0]:.1%}-{interval[1]:.1%}"
+    return f"{interval[0]:.1%}-{interval[1]:.1%}" if interval else ""
 
 
 def _query_cost(p: dict[str, Any]) -> list[str]:
     """How the share is made up: the rounds, and one query's cost from the back-to-back run."""
+    interval = _share_interval(p)
     lines = [
         "Index throughput with typed queries, per ABBA round: "
         + ", ".join(f"{share:.1%}" for share in p.get("round_shares", []))
-        + (
-            f" (95 % interval over the rounds {p['round_share_ci95'][0]:.1%}-"
-            f"{p['round_share_ci95'][1]:.1%})."
-            if p.get("round_share_ci95")
-            else "."
-        ),
+        + (f" (95 % interval over the rounds {interval})." if interval else "."),
     ]
     if "query_cost_ms" in p:
         lines.append(
@@ -159,11 +153,13 @@ def targets(report: dict[str, Any]) -> list[tuple[str, str, bool]]:
                 p99 is not None and p99 <= QUERY_P99_S,
             )
         )
+        interval = _share_interval(p)
         rows.append(
             (
                 f"index throughput with typed queries >= {THROUGHPUT_SHARE:.0%} of without",
                 f"{p['throughput_share']:.1%} ({p['with_queries_inputs_per_s']:.1f} vs "
-                f"{p['alone_inputs_per_s']:.1f} inputs/s{_share_interval(p)})",
+                f"{p['alone_inputs_per_s']:.1f} inputs/s"
+                + (f"; rounds' 95 % interval {interval})" if interval else ")"),
                 p["throughput_share"] >= THROUGHPUT_SHARE,
             )
         )
