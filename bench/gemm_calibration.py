@@ -1,7 +1,7 @@
 """The CPU's matrix-multiply rate in float32 and in bfloat16, in a fresh process.
 
 What bfloat16 can gain on a machine is bounded by this ratio, and machines that all report
-`avx512_bf16` differ: on the AMD EPYC family 25 host of 2026-12-07 the multiply ran 2.6-2.8x
+`avx512_bf16` differ: on the AMD EPYC family 25 host of 2026-12-07 the multiply ran 2.4-2.8x
 faster in bfloat16 and the full-size model served 1.95x, where earlier runs on this project's
 machines served 3.2x. `make bench-speed` records it with the machine, so that its speed-ups can
 be read against what the hardware offers. Prints one JSON object.
